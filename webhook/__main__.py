@@ -1,0 +1,3 @@
+from webhook import cli
+
+raise SystemExit(cli.main())

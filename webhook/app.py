@@ -1,0 +1,309 @@
+"""The HTTP shell: create_app(settings) -> FastAPI.
+
+POST /mutate is answered by a plain ASGI handler in front of FastAPI: the API server calls it for
+every Pod created, and it must not pay the framework's per-request machinery (routing,
+dependency solving, response classes). FastAPI serves everything else: /healthz, /readyz,
+/metrics and the OpenAPI description, which documents /mutate too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from fastapi import FastAPI, Response
+from fastapi.openapi.utils import get_openapi
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from webhook import __version__, errors, mutate, settings as settings_mod
+from webhook.metrics import Metrics, create_metrics
+from webhook.settings import Settings
+from webhook.tls import CertReloader, Loaded
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("envoy_injector.admission")
+server_log = logging.getLogger("envoy_injector.server")
+
+BODY_TIMEOUT: Final = 10.0  # seconds to receive a whole body; the API server's own limit is 30
+
+
+@dataclass
+class AppState:
+    """What the running app shares between requests; swapped whole on a config reload."""
+
+    settings: Settings
+    context: mutate.Context
+    metrics: Metrics
+    reloader: CertReloader | None = None
+    in_flight: int = 0
+    config_digest: str = ""
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+def _status_reply(code: int, message: str) -> mutate.Reply:
+    return mutate.refuse(_ERRORS[code](message))
+
+
+_ERRORS: Final[dict[int, type[errors.ReviewError]]] = {
+    413: errors.BodyTooLarge,
+    415: errors.BadContentType,
+    400: errors.ReviewError,
+}
+
+
+async def _read_body(receive: Receive, headers: dict[bytes, bytes], cap: int) -> bytes:
+    """The whole body, refusing more than ``cap`` bytes without buffering them."""
+    declared = headers.get(b"content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > cap):
+        raise errors.BodyTooLarge(
+            f"the request body is over the {cap} byte limit (Content-Length: {declared.decode()})"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async with asyncio.timeout(BODY_TIMEOUT):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise errors.ReviewError("the client disconnected before sending the whole body")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > cap:
+                raise errors.BodyTooLarge(f"the request body is over the {cap} byte limit")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+class MutateEndpoint:
+    """ASGI middleware that answers /mutate itself and passes everything else on."""
+
+    def __init__(self, app: ASGIApp, state: AppState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] != "/mutate":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        reply = await self._reply(scope, receive)
+        extra = [(b"allow", b"POST")] if reply.status == 405 else []
+        await send(
+            {
+                "type": "http.response.start",
+                "status": reply.status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(reply.body)).encode()),
+                    *extra,
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": reply.body})
+        self._record(reply.outcome, time.perf_counter() - started)
+
+    async def _reply(self, scope: Scope, receive: Receive) -> mutate.Reply:
+        state = self.state
+        if scope["method"] != "POST":
+            return mutate.Reply(
+                405,
+                mutate.status_body(405, f"{scope['method']} is not allowed on /mutate; use POST"),
+                mutate.Outcome("invalid", "method_not_allowed"),
+            )
+        if state.in_flight >= state.settings.max_in_flight:
+            # Answer at once: queueing past the API server's timeout helps nobody.
+            message = f"over {state.settings.max_in_flight} reviews in flight; retry"
+            return mutate.Reply(
+                503, mutate.status_body(503, message), mutate.Outcome("overloaded", message=message)
+            )
+        state.in_flight += 1
+        state.metrics.in_flight.set(state.in_flight)
+        try:
+            headers = dict(scope["headers"])
+            content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+            if content_type != b"application/json":
+                return _status_reply(
+                    415,
+                    f"content type {content_type.decode(errors='replace')!r} is not "
+                    "supported; send application/json",
+                )
+            try:
+                body = await _read_body(receive, headers, state.settings.max_body_bytes)
+            except errors.ReviewError as exc:
+                return mutate.refuse(exc)
+            except TimeoutError:
+                return _status_reply(400, f"the body did not arrive within {BODY_TIMEOUT:g} s")
+            return mutate.review(body, state.context)
+        finally:
+            state.in_flight -= 1
+            state.metrics.in_flight.set(state.in_flight)
+
+    def _record(self, outcome: mutate.Outcome, seconds: float) -> None:
+        self.state.metrics.observe(outcome.label, seconds, outcome.patch_bytes)
+        fields = {
+            "uid": outcome.uid,
+            "namespace": outcome.namespace,
+            "pod": outcome.pod,
+            "owner": outcome.owner,
+            "outcome": outcome.kind,
+            "reason": outcome.reason,
+            "duration_ms": round(seconds * 1000, 3),
+        }
+        if outcome.patch_ops:
+            fields["patch_ops"] = outcome.patch_ops
+        if outcome.warnings:
+            fields["warnings"] = list(outcome.warnings)
+        if outcome.message:
+            fields["detail"] = outcome.message
+        if outcome.error is not None:
+            err = outcome.error
+            log.error(
+                "admission failed", extra=fields, exc_info=(type(err), err, err.__traceback__)
+            )
+        else:
+            log.info("admission %s", outcome.label, extra=fields)
+
+
+def _digest(path: Path | None) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path else ""
+
+
+def reload_config(state: AppState) -> bool:
+    """Apply the config file if its content changed and is valid; True when applied."""
+    path = state.settings.config
+    try:
+        digest = _digest(path)
+        if digest == state.config_digest:
+            return False
+        context = settings_mod.load_context(state.settings)
+    except (OSError, errors.ConfigError) as exc:
+        state.metrics.config_reloads.labels(result="rejected").inc()
+        server_log.error("config not reloaded, keeping the current one: %s", exc)
+        return False
+    state.context, state.config_digest = context, digest
+    state.metrics.config_reloads.labels(result="applied").inc()
+    server_log.info("config applied", extra={"config": str(path), "sha256": digest[:12]})
+    return True
+
+
+async def _watch_config(state: AppState) -> None:
+    while True:
+        await asyncio.sleep(state.settings.reload_interval)
+        await asyncio.to_thread(reload_config, state)
+
+
+def _openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
+    def build() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+        json_body = {"application/json": {"schema": {"type": "object"}}}
+        schema.setdefault("paths", {})["/mutate"] = {
+            "post": {
+                "summary": "Answer an AdmissionReview (admission.k8s.io/v1) for a Pod",
+                "operationId": "mutate",
+                "requestBody": {"required": True, "content": json_body},
+                "responses": {
+                    "200": {
+                        "description": "AdmissionReview with the response",
+                        "content": json_body,
+                    },
+                    "400": {
+                        "description": "not an AdmissionReview v1 (metav1.Status)",
+                        "content": json_body,
+                    },
+                    "413": {
+                        "description": f"body over {settings.max_body_bytes} bytes",
+                        "content": json_body,
+                    },
+                    "415": {
+                        "description": "content type is not application/json",
+                        "content": json_body,
+                    },
+                    "503": {"description": "too many reviews in flight", "content": json_body},
+                },
+            }
+        }
+        app.openapi_schema = schema
+        return schema
+
+    return build
+
+
+def create_app(
+    settings: Settings,
+    *,
+    context: mutate.Context | None = None,
+    reloader: CertReloader | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The webhook app. ``context`` defaults to the one built from ``settings.config``."""
+    metrics = metrics or create_metrics()
+    state = AppState(
+        settings=settings,
+        context=context or settings_mod.load_context(settings),
+        metrics=metrics,
+        reloader=reloader,
+        config_digest=_digest(settings.config) if context is None else "",
+    )
+    if reloader is not None and reloader.current is not None:
+        metrics.cert_expiry.set(reloader.current.not_after.timestamp())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        interval = settings.reload_interval
+        if reloader is not None:
+            state.tasks.append(asyncio.create_task(reloader.watch(interval)))
+        if settings.config is not None and context is None:
+            state.tasks.append(asyncio.create_task(_watch_config(state)))
+        yield
+        for task in state.tasks:
+            task.cancel()
+        await asyncio.gather(*state.tasks, return_exceptions=True)
+
+    app = FastAPI(title="envoy-injector", version=__version__, lifespan=lifespan)
+    app.state.injector = state
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="A valid serving certificate is loaded",
+        responses={503: {"description": "no valid certificate yet"}},
+    )
+    async def readyz(response: Response) -> dict[str, str]:
+        if reloader is not None and not reloader.ready:
+            response.status_code = 503
+            return {"status": "no valid serving certificate loaded"}
+        return {"status": "ready"}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.openapi = _openapi(app, settings)  # type: ignore[method-assign]  # adds /mutate
+    app.add_middleware(MutateEndpoint, state=state)
+    return app
+
+
+def on_cert_change(metrics: Metrics) -> Callable[[Loaded], None]:
+    """The reloader's hook: export the new certificate's expiry."""
+
+    def record(loaded: Loaded) -> None:
+        metrics.cert_expiry.set(loaded.not_after.timestamp())
+
+    return record

@@ -1,0 +1,212 @@
+"""envoy-injector: serve | inject | certs. Thin: parse flags, call the library, map errors once."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from webhook import __version__, errors, logs, patch, settings as settings_mod, workloads
+from webhook.inject import plan
+from webhook.mutate import Context
+from webhook.settings import Settings
+
+server_log = logging.getLogger("envoy_injector.server")
+
+SAMPLE_REVIEW = Path(__file__).resolve().parent.parent / "examples" / "admission-review.json"
+
+
+def _serve_parser(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the webhook over TLS")
+    p.add_argument("--host", help="address to bind (default 0.0.0.0)")
+    p.add_argument("--port", type=int, help="port to bind (default 8443)")
+    p.add_argument("--cert", type=Path, help="serving certificate (PEM); reloaded when it changes")
+    p.add_argument("--key", type=Path, help="its private key (PEM)")
+    p.add_argument(
+        "--dev",
+        action="store_true",
+        default=None,
+        help="issue a throwaway CA and certificate for localhost and serve with them",
+    )
+    p.add_argument("--dev-dir", type=Path, help="where --dev writes them (default .dev-certs)")
+    p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
+    p.add_argument("--namespace", help="the injector's own namespace, never mutated")
+    p.add_argument("--log-format", choices=["json", "text"])
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+
+def _inject_parser(sub: Any) -> None:
+    p = sub.add_parser("inject", help="inject offline into Pods and workloads, print YAML")
+    p.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
+    p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="envoy-injector", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _inject_parser(sub)
+    sub.add_parser(
+        "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
+    )
+    return parser
+
+
+def issue_dev_certs(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a cert for localhost and the in-cluster names; returns (ca, cert, key)."""
+    from certs import issue
+
+    now = datetime.datetime.now(datetime.UTC)
+    ca = issue.new_ca(now=now, ttl=datetime.timedelta(days=30), common_name="envoy-injector-dev-ca")
+    names = ["localhost", *issue.service_dns_names("envoy-injector", "envoy-injector")]
+    bundle = issue.new_serving_cert(
+        ca, names, now=now, ttl=datetime.timedelta(days=30), ip_addresses=["127.0.0.1", "::1"]
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = (directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
+    for path, data in zip(paths, (bundle.ca_pem, bundle.cert_pem, bundle.key_pem), strict=True):
+        path.write_bytes(data)
+    paths[2].chmod(0o600)
+    return paths
+
+
+def serve(settings: Settings, out: TextIO) -> int:
+    import uvicorn
+
+    from webhook.app import create_app, on_cert_change
+    from webhook.metrics import create_metrics
+    from webhook.tls import CertReloader
+
+    logs.configure(settings.log_format, settings.log_level)
+    if settings.dev:
+        ca, cert, key = issue_dev_certs(settings.dev_dir)
+        settings = dataclasses.replace(settings, cert=cert, key=key)
+        host = "localhost" if settings.host in ("0.0.0.0", "::") else settings.host
+        url = f"https://{host}:{settings.port}"
+        print(
+            f"envoy-injector {__version__} (development certificate)\n"
+            f"  URL:     {url}/mutate\n"
+            f"  CA:      {ca.resolve()}\n"
+            f"  try:     curl --cacert {ca} -H 'Content-Type: application/json' "
+            f"--data @{SAMPLE_REVIEW} {url}/mutate\n",
+            file=out,
+            flush=True,
+        )
+    if settings.cert is None or settings.key is None:
+        raise errors.ConfigError("serve needs --cert and --key (or --dev for a throwaway pair)")
+    metrics = create_metrics()
+    reloader = CertReloader(settings.cert, settings.key, on_change=on_cert_change(metrics))
+    app = create_app(settings, reloader=reloader, metrics=metrics)
+    server_log.info(
+        "starting",
+        extra={"version": __version__, "port": settings.port, "config": str(settings.config)},
+    )
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        ssl_context_factory=lambda _config, _default: reloader.listening_context(),
+        # kube-apiserver keeps idle webhook connections for ~90 s; closing them earlier makes it
+        # reuse a connection we just closed, which shows up as intermittent EOF errors.
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=20,  # within the Pod's terminationGracePeriodSeconds (30)
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+    return 0
+
+
+def _read(source: str) -> str:
+    if source == "-":
+        return sys.stdin.read()
+    return Path(source).read_text(encoding="utf-8")
+
+
+def _describe(index: int, doc: Any) -> str:
+    kind = doc.get("kind", "?") if isinstance(doc, dict) else type(doc).__name__
+    name = ""
+    if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
+        name = f" {doc['metadata'].get('name', '')}".rstrip()
+    return f"document {index} ({kind}{name})"
+
+
+def inject_documents(text: str, context: Context, err: TextIO) -> tuple[list[Any], int]:
+    """Inject into every pod template of every YAML document; returns (documents, failures)."""
+    out: list[Any] = []
+    failures = 0
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        print(f"error: invalid YAML{where}: {exc}", file=err)
+        return [], 1
+    for index, original in enumerate(docs, start=1):
+        if original is None:
+            continue
+        doc = original
+        try:
+            for template in workloads.templates(doc):
+                result = plan(
+                    template.pod,
+                    context.defaults,
+                    context.policy,
+                    namespace=template.namespace,
+                    excluded=context.excluded_namespaces,
+                    prefix=template.path,
+                    fallback_cluster=template.name,
+                )
+                where = f"{_describe(index, doc)} {patch.pointer(*template.path) or '/'}"
+                for warning in result.warnings:
+                    print(f"warning: {where}: {warning}", file=err)
+                if result.ops:
+                    doc = patch.apply(doc, result.ops)
+                    print(f"{where}: injected", file=err)
+                else:
+                    print(f"{where}: skipped ({result.decision.reason})", file=err)
+        except errors.PodRejected as exc:
+            print(f"error: {_describe(index, doc)}: {exc}", file=err)
+            failures += 1
+        out.append(doc)
+    return out, failures
+
+
+def inject_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    context = settings_mod.context_from_config(config_text, own_namespace="")
+    docs, failures = inject_documents(_read(args.filename), context, err)
+    if failures:
+        return 1
+    yaml.safe_dump_all(docs, out, sort_keys=False, default_flow_style=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["certs"]:
+        from certs import job
+
+        return job.main(argv[1:])
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
+            return serve(Settings.from_env(os.environ, **overrides), sys.stdout)
+        return inject_command(args, sys.stdout, sys.stderr)
+    except (errors.InjectorError, OSError) as exc:
+        print(f"envoy-injector: error: {exc}", file=sys.stderr)  # noqa: T201 - caught once here
+        return 1

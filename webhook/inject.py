@@ -1,0 +1,195 @@
+"""The pure core: whether a Pod gets the sidecar, and the JSON Patch ops that add it.
+
+Works on the raw Pod dict as the API server sent it. A typed model would drop fields it does
+not know, and a patch computed from it would then remove them.
+"""
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any, Final
+
+from webhook import errors, overrides, patch, render
+from webhook.patch import PatchOp
+from webhook.spec import (
+    ANNOTATION_PREFIX,
+    CONTAINER_NAME,
+    INJECT_LABEL,
+    STATUS_ANNOTATION,
+    VOLUME_NAME,
+    Policy,
+    SidecarSpec,
+)
+
+JSONDict = dict[str, Any]
+
+# The API server's own namespaces: a broken webhook there could stop the control plane.
+SYSTEM_NAMESPACES: Final = frozenset({"kube-system", "kube-public", "kube-node-lease"})
+
+
+class SkipReason(StrEnum):
+    """Why a Pod passes through unchanged; the values are shared by logs, metrics and messages."""
+
+    NOT_POD_CREATE = "not_pod_create"
+    EXCLUDED_NAMESPACE = "excluded_namespace"
+    LABEL_DISABLED = "label_disabled"
+    ANNOTATION_DISABLED = "annotation_disabled"
+    ALREADY_INJECTED = "already_injected"
+    HOST_NETWORK = "host_network"
+
+
+EXPLANATIONS: Final[Mapping[SkipReason, str]] = {
+    SkipReason.NOT_POD_CREATE: "only Pod CREATE requests are mutated",
+    SkipReason.EXCLUDED_NAMESPACE: "the namespace is excluded from injection",
+    SkipReason.LABEL_DISABLED: f"the Pod is labelled {INJECT_LABEL}=disabled",
+    SkipReason.ANNOTATION_DISABLED: f'the Pod is annotated {ANNOTATION_PREFIX}inject: "false"',
+    SkipReason.ALREADY_INJECTED: f"the Pod already carries {STATUS_ANNOTATION}",
+    SkipReason.HOST_NETWORK: "the Pod uses the host network, where the proxy's ports would "
+    "collide with the node's",
+}
+
+
+@dataclass(frozen=True)
+class Decision:
+    inject: bool
+    reason: SkipReason | None = None
+
+    @property
+    def explanation(self) -> str:
+        return EXPLANATIONS[self.reason] if self.reason else "the sidecar is injected"
+
+
+INJECT: Final = Decision(True)
+
+
+def _map(obj: Any, key: str) -> Mapping[str, Any]:
+    value = obj.get(key) if isinstance(obj, Mapping) else None
+    return value if isinstance(value, Mapping) else {}
+
+
+def decide(pod: Mapping[str, Any], *, namespace: str, excluded: Collection[str] = ()) -> Decision:
+    """Whether ``pod`` (being created in ``namespace``) should get the sidecar."""
+    meta = _map(pod, "metadata")
+    if namespace in SYSTEM_NAMESPACES or namespace in excluded:
+        return Decision(False, SkipReason.EXCLUDED_NAMESPACE)
+    if _map(meta, "labels").get(INJECT_LABEL) == "disabled":
+        return Decision(False, SkipReason.LABEL_DISABLED)
+    annotations = _map(meta, "annotations")
+    if annotations.get(ANNOTATION_PREFIX + "inject") == "false":
+        return Decision(False, SkipReason.ANNOTATION_DISABLED)
+    if STATUS_ANNOTATION in annotations:
+        return Decision(False, SkipReason.ALREADY_INJECTED)
+    if _map(pod, "spec").get("hostNetwork") is True:
+        return Decision(False, SkipReason.HOST_NETWORK)
+    return INJECT
+
+
+def service_cluster(pod: Mapping[str, Any], *, fallback: str = "") -> str:
+    """The Pod's app label, else its controller's name, else its own (generate)name.
+
+    A ReplicaSet owner is named <deployment>-<pod-template-hash>; the hash is dropped so every
+    Pod of a Deployment reports the same cluster across rollouts.
+    """
+    meta = _map(pod, "metadata")
+    labels = _map(meta, "labels")
+    for key in ("app", "app.kubernetes.io/name"):
+        if isinstance(labels.get(key), str) and labels[key]:
+            return str(labels[key])
+    owners = meta.get("ownerReferences")
+    for owner in owners if isinstance(owners, list) else []:
+        if isinstance(owner, Mapping) and owner.get("controller") is True:
+            name = owner.get("name")
+            if isinstance(name, str) and name:
+                template_hash = labels.get("pod-template-hash")
+                if owner.get("kind") == "ReplicaSet" and isinstance(template_hash, str):
+                    return name.removesuffix("-" + template_hash) or name
+                return name
+    for candidate in (meta.get("name"), str(meta.get("generateName") or "").rstrip("-"), fallback):
+        if isinstance(candidate, str) and candidate:
+            return candidate
+    return "envoy-sidecar"
+
+
+def _names(spec: Mapping[str, Any], key: str) -> set[str]:
+    items = spec.get(key)
+    if not isinstance(items, list):
+        return set()
+    return {item["name"] for item in items if isinstance(item, Mapping) and "name" in item}
+
+
+def _check_clashes(pod: Mapping[str, Any]) -> None:
+    pod_spec = _map(pod, "spec")
+    taken = []
+    if CONTAINER_NAME in _names(pod_spec, "containers") | _names(pod_spec, "initContainers"):
+        taken.append(f"a container named {CONTAINER_NAME!r}")
+    if VOLUME_NAME in _names(pod_spec, "volumes"):
+        taken.append(f"a volume named {VOLUME_NAME!r}")
+    if taken:
+        raise errors.NameClash(
+            f"the Pod already has {' and '.join(taken)} but no {STATUS_ANNOTATION} annotation; "
+            "rename it, or opt out with the label envoy-inject=disabled"
+        )
+
+
+def inject(
+    pod: Mapping[str, Any],
+    spec: SidecarSpec,
+    *,
+    prefix: Sequence[str | int] = (),
+    fallback_cluster: str = "",
+) -> list[PatchOp]:
+    """The ops that add the sidecar to ``pod``; [] when it already has it.
+
+    Ops are only ``add``: absent arrays and maps are created, nothing the Pod has is replaced.
+    ``prefix`` locates ``pod`` inside a larger document (a workload's pod template).
+    """
+    annotations = _map(_map(pod, "metadata"), "annotations")
+    if STATUS_ANNOTATION in annotations:
+        return []
+    _check_clashes(pod)
+    cluster = spec.cluster or service_cluster(pod, fallback=fallback_cluster)
+    container = render.sidecar_container(spec, cluster)
+    if spec.native:
+        # First of the init containers, so it is up before they run and before the app.
+        ops = patch.add_list_items(pod, ("spec", "initContainers"), [container], at=0)
+    else:
+        ops = patch.add_list_items(pod, ("spec", "containers"), [container])
+    ops += patch.add_list_items(pod, ("spec", "volumes"), [render.config_volume(spec)])
+    ops += patch.put_map_entries(
+        pod, ("metadata", "annotations"), {STATUS_ANNOTATION: render.status(spec)}
+    )
+    if prefix:
+        base = patch.pointer(*prefix)
+        ops = [{**op, "path": base + op["path"]} for op in ops]
+    return ops
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do with one Pod: the decision, the ops, and warnings for the user."""
+
+    decision: Decision
+    ops: list[PatchOp]
+    warnings: tuple[str, ...] = ()
+
+
+def plan(
+    pod: Mapping[str, Any],
+    defaults: SidecarSpec,
+    policy: Policy,
+    *,
+    namespace: str,
+    excluded: Collection[str] = (),
+    prefix: Sequence[str | int] = (),
+    fallback_cluster: str = "",
+) -> Plan:
+    """decide -> resolve annotations -> inject: the one path the webhook and the CLI share.
+
+    Raises PodRejected (AnnotationError, PolicyViolation, NameClash, MalformedObject).
+    """
+    decision = decide(pod, namespace=namespace, excluded=excluded)
+    if not decision.inject:
+        return Plan(decision, [])
+    resolution = overrides.resolve(defaults, _map(_map(pod, "metadata"), "annotations"), policy)
+    ops = inject(pod, resolution.spec, prefix=prefix, fallback_cluster=fallback_cluster)
+    return Plan(decision, ops, resolution.warnings)

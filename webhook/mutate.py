@@ -1,0 +1,165 @@
+"""One admission review, from body bytes to the reply: the one place errors become answers.
+
+parse -> excluded namespaces -> decide -> resolve annotations -> inject -> response. The reply
+carries an Outcome for the shell to log and count; nothing here does I/O.
+"""
+
+import dataclasses
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from webhook import admission, errors, inject
+from webhook.spec import Policy, SidecarSpec
+
+_JSON_STATUS_REASONS: Final = {
+    400: "BadRequest",
+    413: "RequestEntityTooLarge",
+    415: "UnsupportedMediaType",
+    500: "InternalError",
+    503: "ServiceUnavailable",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """Everything a review depends on besides the request; built once, shared by requests."""
+
+    defaults: SidecarSpec = field(default_factory=SidecarSpec)
+    policy: Policy = field(default_factory=Policy)
+    excluded_namespaces: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened, for logs and metrics.
+
+    ``kind`` is injected, skipped, rejected, invalid (broken envelope) or error (our bug).
+    """
+
+    kind: str
+    reason: str = ""
+    uid: str = ""
+    namespace: str = ""
+    pod: str = ""
+    owner: str = ""
+    patch_ops: int = 0
+    patch_bytes: int = 0
+    message: str = ""
+    warnings: tuple[str, ...] = ()
+    error: BaseException | None = None
+
+    @property
+    def label(self) -> str:
+        """The metric/log outcome: injected, skipped:<reason>, rejected:<reason>, error..."""
+        return f"{self.kind}:{self.reason}" if self.reason else self.kind
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: bytes
+    outcome: Outcome
+
+
+def status_body(code: int, message: str) -> bytes:
+    """A metav1.Status, the shape Kubernetes clients expect from a failed HTTP call."""
+    return orjson.dumps(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": message,
+            "reason": _JSON_STATUS_REASONS.get(code, "BadRequest"),
+            "code": code,
+        }
+    )
+
+
+def refuse(error: errors.ReviewError) -> Reply:
+    """The answer to a broken envelope (also used by the transport for size and type)."""
+    return Reply(
+        error.status,
+        status_body(error.status, str(error)),
+        Outcome("invalid", type(error).__name__, message=str(error)),
+    )
+
+
+def _identity(request: admission.AdmissionRequest, kind: str) -> Outcome:
+    meta = request.object.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    name = meta.get("name") or meta.get("generateName") or ""
+    owner = ""
+    owners = meta.get("ownerReferences")
+    for ref in owners if isinstance(owners, list) else []:
+        if isinstance(ref, Mapping) and ref.get("controller") is True:
+            owner = f"{ref.get('kind', '')}/{ref.get('name', '')}"
+    return Outcome(kind, uid=request.uid, namespace=request.namespace, pod=str(name), owner=owner)
+
+
+def _answer(review: Any, outcome: Outcome) -> Reply:
+    return Reply(200, orjson.dumps(review), outcome)
+
+
+def _decide_and_inject(request: admission.AdmissionRequest, ctx: Context) -> Reply:
+    base = _identity(request, "skipped")
+    if not request.is_pod_create:
+        reason = inject.SkipReason.NOT_POD_CREATE
+        return _answer(admission.allowed(request.uid), dataclasses.replace(base, reason=reason))
+    try:
+        plan = inject.plan(
+            request.object,
+            ctx.defaults,
+            ctx.policy,
+            namespace=request.namespace,
+            excluded=ctx.excluded_namespaces,
+        )
+    except errors.PodRejected as exc:
+        return _answer(
+            admission.denied(request.uid, str(exc), code=exc.code),
+            dataclasses.replace(base, kind="rejected", reason=exc.reason, message=str(exc)),
+        )
+    if not plan.decision.inject:
+        return _answer(
+            admission.allowed(request.uid),
+            dataclasses.replace(
+                base, reason=str(plan.decision.reason), message=plan.decision.explanation
+            ),
+        )
+    review = admission.patched(request.uid, plan.ops, warnings=plan.warnings)
+    outcome = dataclasses.replace(
+        base,
+        kind="injected",
+        patch_ops=len(plan.ops),
+        patch_bytes=len(review["response"].get("patch", "")),
+        warnings=plan.warnings,
+    )
+    return _answer(review, outcome)
+
+
+def review(body: bytes, ctx: Context) -> Reply:
+    """Answer one AdmissionReview body. Never raises: our own bugs become HTTP 500."""
+    try:
+        request = admission.parse_review(body)
+    except errors.ReviewError as exc:
+        return refuse(exc)
+    except Exception as exc:  # noqa: BLE001 - our bug: 500, and the failurePolicy decides
+        return _internal_error(exc)
+    try:
+        return _decide_and_inject(request, ctx)
+    except Exception as exc:  # noqa: BLE001 - our bug: 500, and the failurePolicy decides
+        return _internal_error(exc, uid=request.uid, namespace=request.namespace)
+
+
+def _internal_error(exc: Exception, *, uid: str = "", namespace: str = "") -> Reply:
+    # The traceback goes to the log through the outcome, never into the reply.
+    message = "internal error in the envoy-injector webhook; see its log"
+    summary = "".join(traceback.format_exception_only(exc)).strip()
+    return Reply(
+        500,
+        status_body(500, message),
+        Outcome("error", uid=uid, namespace=namespace, message=summary, error=exc),
+    )
