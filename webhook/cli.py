@@ -169,6 +169,7 @@ def inject_documents(text: str, context: Context, err: TextIO) -> tuple[list[Any
                     excluded=context.excluded_namespaces,
                     prefix=template.path,
                     fallback_cluster=template.name,
+                    job=template.kind in ("Job", "CronJob"),
                 )
                 where = f"{_describe(index, doc)} {patch.pointer(*template.path) or '/'}"
                 for warning in result.warnings:

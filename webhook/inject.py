@@ -4,6 +4,7 @@ Works on the raw Pod dict as the API server sent it. A typed model would drop fi
 not know, and a patch computed from it would then remove them.
 """
 
+import dataclasses
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -110,6 +111,14 @@ def service_cluster(pod: Mapping[str, Any], *, fallback: str = "") -> str:
     return "envoy-sidecar"
 
 
+def _run_by_job(pod: Mapping[str, Any]) -> bool:
+    owners = _map(pod, "metadata").get("ownerReferences")
+    return any(
+        isinstance(o, Mapping) and o.get("controller") is True and o.get("kind") == "Job"
+        for o in (owners if isinstance(owners, list) else [])
+    )
+
+
 def _names(spec: Mapping[str, Any], key: str) -> set[str]:
     items = spec.get(key)
     if not isinstance(items, list):
@@ -182,14 +191,22 @@ def plan(
     excluded: Collection[str] = (),
     prefix: Sequence[str | int] = (),
     fallback_cluster: str = "",
+    job: bool = False,
 ) -> Plan:
     """decide -> resolve annotations -> inject: the one path the webhook and the CLI share.
+
+    ``job`` says the Pod belongs to a Job (the CLI knows from the workload's kind; the webhook
+    sees the Pod's controller owner), which makes the native sidecar the default.
 
     Raises PodRejected (AnnotationError, PolicyViolation, NameClash, MalformedObject).
     """
     decision = decide(pod, namespace=namespace, excluded=excluded)
     if not decision.inject:
         return Plan(decision, [])
+    if job or _run_by_job(pod):
+        # A regular sidecar never exits, so the Job would never complete; a native one does not
+        # hold the Pod open. The native-sidecar annotation can still say "false".
+        defaults = dataclasses.replace(defaults, native=True)
     resolution = overrides.resolve(defaults, _map(_map(pod, "metadata"), "annotations"), policy)
     ops = inject(pod, resolution.spec, prefix=prefix, fallback_cluster=fallback_cluster)
     return Plan(decision, ops, resolution.warnings)

@@ -1,0 +1,70 @@
+"""Properties over random Pods, annotation maps and reviews (short profile in CI; run
+HYPOTHESIS_PROFILE=long for 100k examples)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from hypothesis import given, strategies as st
+
+from tests.support import strategies
+from tests.support.pods import check_injection_invariants, validate
+from webhook import errors, mutate, patch
+from webhook.inject import SkipReason, plan
+from webhook.spec import Policy, SidecarSpec
+
+CTX = mutate.Context(excluded_namespaces=frozenset({"envoy-injector"}))
+
+
+@given(strategies.valid_pods())
+def test_valid_pods_are_injected_into_schema_valid_pods_or_refused_cleanly(
+    pod: dict[str, Any],
+) -> None:
+    try:
+        result = plan(pod, SidecarSpec(), Policy(), namespace="shop")
+    except errors.PodRejected as exc:
+        rejection = str(exc)
+        result = None
+    if result is None:
+        assert rejection.startswith(("invalid annotations:", "refused by the injector's policy:"))
+        return
+    after = check_injection_invariants(pod, result.ops)
+    validate(after)
+    if result.ops:
+        again = plan(after, SidecarSpec(), Policy(), namespace="shop")
+        assert again.ops == []
+        assert again.decision.reason == SkipReason.ALREADY_INJECTED
+
+
+@given(strategies.hostile_pods())
+def test_hostile_pods_never_crash_the_core_and_every_patch_applies(pod: dict[str, Any]) -> None:
+    try:
+        result = plan(pod, SidecarSpec(), Policy(), namespace="shop")
+    except errors.PodRejected:
+        return
+    after = patch.apply(pod, result.ops)
+    assert all(op["op"] == "add" for op in result.ops)
+    if result.ops:
+        assert plan(after, SidecarSpec(), Policy(), namespace="shop").ops == []
+
+
+@given(strategies.hostile_reviews())
+def test_a_hostile_review_is_never_answered_with_500(review: Any) -> None:
+    reply = mutate.review(json.dumps(review).encode(), CTX)
+    assert reply.status in (200, 400), reply.outcome
+    answer = json.loads(reply.body)
+    if reply.status == 200:
+        assert answer["response"]["uid"] == review["request"]["uid"]
+        if "patch" in answer["response"]:
+            ops = json.loads(base64.b64decode(answer["response"]["patch"]))
+            patch.apply(review["request"]["object"], ops)
+    else:
+        assert answer["kind"] == "Status"
+        assert answer["message"]
+
+
+@given(st.binary(max_size=256))
+def test_random_bytes_are_a_400_never_a_500(raw: bytes) -> None:
+    assert mutate.review(raw, CTX).status == 400
