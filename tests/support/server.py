@@ -71,11 +71,11 @@ class Server:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
-    def client(self, **kwargs: object) -> httpx.Client:
-        """An httpx client that trusts only our CA and checks the in-cluster service name."""
+    def client(self, *, ca: Path | None = None, **kwargs: object) -> httpx.Client:
+        """An httpx client that trusts only our CA (or ``ca``) and checks the service name."""
         return httpx.Client(
             base_url=self.url,
-            verify=client_context(self.files.ca),
+            verify=client_context(ca or self.files.ca),
             timeout=10,
             **kwargs,  # type: ignore[arg-type]
         )
@@ -98,7 +98,9 @@ def running_server(
     env: Mapping[str, str] | None = None,
     args: tuple[str, ...] = (),
     startup_timeout: float = 20.0,
+    wait_for_tls: bool = True,
 ) -> Iterator[Server]:
+    """Start the server; wait for /healthz over TLS (or, without a valid cert, for the port)."""
     files = files or write_tls_files(tmp / "tls")
     port = free_port()
     log = tmp / f"server-{port}.log"
@@ -113,7 +115,10 @@ def running_server(
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment)
     server = Server(process, port, files, log)
     try:
-        _wait_ready(server, startup_timeout)
+        if wait_for_tls:
+            _wait_ready(server, startup_timeout)
+        else:
+            _wait_listening(server, startup_timeout)
         yield server
     finally:
         if process.poll() is None:
@@ -139,3 +144,16 @@ def _wait_ready(server: Server, timeout: float) -> None:
         except httpx.HTTPError:
             time.sleep(0.05)
     raise TimeoutError(f"server not up within {timeout} s:\n{server.log_text()}")
+
+
+def _wait_listening(server: Server, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"server exited with {server.process.returncode}:\n{server.log_text()}"
+            )
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", server.port), 1):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"server not listening within {timeout} s:\n{server.log_text()}")
