@@ -195,3 +195,54 @@ def test_a_review_with_unexpected_types_inside_request_is_a_400_not_a_500() -> N
     reply = mutate.review(body(review), CTX)
     assert reply.status == 400
     assert b"request.namespace must be a string" in reply.body
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "security-context",
+        "run-as-user",
+        "privileged",
+        "capabilities",
+        "host-path",
+        "volumes",
+        "extra-volume-mounts",
+        "allow-privilege-escalation",
+    ],
+)
+def test_no_annotation_can_change_privileges_or_add_volumes(key: str) -> None:
+    value = '{"privileged": true, "runAsUser": 0, "hostPath": {"path": "/"}}'
+    pod = make_pod(annotations={f"envoy-inject.io/{key}": value})
+    reply = mutate.review(body(make_review(pod)), CTX)
+    response = _response(reply)
+    assert response["allowed"] is True
+    assert (
+        f"envoy-inject.io/{key} is not a known annotation and was ignored"
+        in response["warnings"][0]
+    )
+    ops = json.loads(base64.b64decode(response["patch"]))
+    after = check_injection_invariants(pod, ops)
+    sidecar = after["spec"]["containers"][-1]
+    assert sidecar["securityContext"]["runAsUser"] == 101
+    assert sidecar["securityContext"]["privileged"] is False
+    assert sidecar["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert [v["name"] for v in after["spec"]["volumes"]] == ["envoy-config-volume"]
+    assert "hostPath" not in json.dumps(after["spec"])
+
+
+def test_a_pod_owned_by_a_job_gets_the_native_sidecar_so_the_job_can_complete() -> None:
+    pod = make_pod(name=None, generate_name="migrate-")
+    pod["metadata"]["ownerReferences"] = [
+        {"apiVersion": "batch/v1", "kind": "Job", "name": "migrate", "uid": "u", "controller": True}
+    ]
+    ops = json.loads(
+        base64.b64decode(_response(mutate.review(body(make_review(pod)), CTX))["patch"])
+    )
+    after = check_injection_invariants(pod, ops)
+    assert after["spec"]["initContainers"][0]["name"] == "envoy-sidecar"
+    assert after["spec"]["initContainers"][0]["restartPolicy"] == "Always"
+    pod["metadata"]["annotations"] = {"envoy-inject.io/native-sidecar": "false"}
+    ops = json.loads(
+        base64.b64decode(_response(mutate.review(body(make_review(pod)), CTX))["patch"])
+    )
+    assert check_injection_invariants(pod, ops)["spec"]["containers"][-1]["name"] == "envoy-sidecar"
