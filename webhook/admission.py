@@ -19,6 +19,7 @@ from webhook.patch import PatchOp
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"
 _EXPECTED: Final = f"expected an {KIND} of apiVersion {API_VERSION}"
+OPERATIONS: Final = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 
 
 class StatusDict(TypedDict):
@@ -58,10 +59,16 @@ class AdmissionRequest:
         return self.kind == "Pod" and self.operation == "CREATE" and not self.sub_resource
 
 
+def _type(value: Any) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean"}.get(
+        type(value), "number" if isinstance(value, int | float) else "null"
+    )
+
+
 def _string(request: dict[str, Any], key: str) -> str:
     value = request.get(key, "")
     if not isinstance(value, str):
-        raise errors.ReviewError(f"request.{key} must be a string, got {type(value).__name__}")
+        raise errors.ReviewError(f"request.{key} must be a string, got {_type(value)}")
     return value
 
 
@@ -76,7 +83,7 @@ def parse_review(body: bytes) -> AdmissionRequest:
             f"the request body is not valid JSON ({exc}); {_EXPECTED}"
         ) from None
     if not isinstance(review, dict):
-        raise errors.ReviewError(f"the request body is a JSON {type(review).__name__}; {_EXPECTED}")
+        raise errors.ReviewError(f"the request body is a JSON {_type(review)}; {_EXPECTED}")
     if review.get("kind") != KIND:
         raise errors.ReviewError(f"kind is {review.get('kind')!r}; {_EXPECTED}")
     if review.get("apiVersion") != API_VERSION:
@@ -91,14 +98,23 @@ def parse_review(body: bytes) -> AdmissionRequest:
     if not isinstance(uid, str) or not uid:
         raise errors.ReviewError("request.uid is missing or empty; it must be a non-empty string")
     obj = request.get("object")
+    if obj is not None and not isinstance(obj, dict):
+        raise errors.ReviewError(f"request.object must be an object or null, got {_type(obj)}")
     kind_info = request.get("kind")
-    kind = kind_info.get("kind") if isinstance(kind_info, dict) else None
-    if kind is None and isinstance(obj, dict):
-        kind = obj.get("kind")
+    if not isinstance(kind_info, dict) or not all(
+        isinstance(kind_info.get(field, ""), str) for field in ("group", "version", "kind")
+    ):
+        raise errors.ReviewError("request.kind must be a GroupVersionKind object")
+    kind = kind_info.get("kind", "")
+    operation = _string(request, "operation")
+    if operation not in OPERATIONS:
+        raise errors.ReviewError(
+            f"request.operation {operation!r} is not one of {', '.join(OPERATIONS)}"
+        )
     parsed = AdmissionRequest(
         uid=uid,
-        kind=kind if isinstance(kind, str) else "",
-        operation=_string(request, "operation"),
+        kind=kind,
+        operation=operation,
         namespace=_string(request, "namespace"),
         sub_resource=_string(request, "subResource"),
         object=obj if isinstance(obj, dict) else {},

@@ -45,7 +45,7 @@ def test_role_grants_named_secrets_and_secret_creation_only() -> None:
             "apiGroups": [""],
             "resources": ["secrets"],
             "resourceNames": ["envoy-injector-tls", "envoy-injector-ca"],
-            "verbs": ["get", "update", "patch"],
+            "verbs": ["get", "update"],
         },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
     ]

@@ -38,12 +38,13 @@ class TLSFiles:
     key: Path
 
 
-def write_tls_files(directory: Path, *, ca: issue.CA | None = None) -> TLSFiles:
+def write_tls_files(
+    directory: Path, *, ca: issue.CA | None = None, extra_names: tuple[str, ...] = ()
+) -> TLSFiles:
     now = datetime.datetime.now(datetime.UTC)
     ca = ca or issue.new_ca(now=now)
-    bundle = issue.new_serving_cert(
-        ca, issue.service_dns_names("envoy-injector", "envoy-injector"), now=now
-    )
+    names = [*issue.service_dns_names("envoy-injector", "envoy-injector"), *extra_names]
+    bundle = issue.new_serving_cert(ca, names, now=now)
     directory.mkdir(parents=True, exist_ok=True)
     files = TLSFiles(directory / "ca.crt", directory / "tls.crt", directory / "tls.key")
     files.ca.write_bytes(bundle.ca_pem)

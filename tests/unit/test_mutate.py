@@ -35,7 +35,7 @@ EXPECTED = "expected an AdmissionReview of apiVersion admission.k8s.io/v1"
     ("raw", "expected"),
     [
         (b"", status(f"the request body is empty; {EXPECTED}")),
-        (b"[]", status(f"the request body is a JSON list; {EXPECTED}")),
+        (b"[]", status(f"the request body is a JSON array; {EXPECTED}")),
         (
             b'{"kind":"Pod","apiVersion":"v1"}',
             status(f"kind is 'Pod'; {EXPECTED}"),

@@ -1,0 +1,3 @@
+from certs import job
+
+raise SystemExit(job.main())
