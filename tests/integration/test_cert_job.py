@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509 import verification
@@ -498,3 +499,37 @@ def test_contradictory_settings_are_refused_before_touching_the_cluster(
 )
 def test_durations_read_as_an_operator_writes_them(text: str, expected: timedelta) -> None:
     assert job.parse_duration(text) == expected
+
+
+# ---- the shipped RBAC covers exactly what the job does ----------------------------------------
+
+
+def _rbac_rules() -> list[tuple[str, str, frozenset[str]]]:
+    rbac = Path(__file__).resolve().parents[2] / "manifests" / "injector" / "rbac.yaml"
+    rules = []
+    for doc in yaml.safe_load_all(rbac.read_text()):
+        if doc and doc["kind"] in ("Role", "ClusterRole"):
+            for rule in doc["rules"]:
+                for verb in rule["verbs"]:
+                    for resource in rule["resources"]:
+                        rules.append((verb, resource, frozenset(rule.get("resourceNames", []))))
+    return rules
+
+
+def test_every_call_of_a_full_ca_rotation_is_allowed_by_the_shipped_rbac_and_nothing_more(
+    fake: FakeApiServer, cluster: kube.Cluster
+) -> None:
+    settings = job.Settings(
+        ca_ttl=timedelta(days=90), cert_ttl=timedelta(days=30), grace=timedelta(hours=1)
+    )
+    for day in range(200):  # daily runs through two CA rotations, every stage of each
+        run(cluster, settings, now=NOW + timedelta(days=day))
+    used = {(r.verb, r.resource, r.name) for r in fake.requests}
+    rules = _rbac_rules()
+    for verb, resource, name in used:
+        assert any(
+            v == verb and res == resource and (not names or name in names)
+            for v, res, names in rules
+        ), f"the job called {verb} {resource}/{name}, which rbac.yaml does not allow"
+    granted = {(v, res) for v, res, _ in rules}
+    assert granted == {(v, res) for v, res, _ in used}, "rbac.yaml grants verbs the job never uses"
