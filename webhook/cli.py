@@ -110,6 +110,10 @@ def serve(settings: Settings, out: TextIO) -> int:
         "starting",
         extra={"version": __version__, "port": settings.port, "config": str(settings.config)},
     )
+    # One worker process per Pod, on purpose: a review costs well under a millisecond of CPU, so
+    # one event loop serves far more than a cluster's Pod creation rate; more capacity and
+    # availability come from replicas (2 by default, spread over nodes), which also keeps the
+    # in-flight limit, metrics and config reloads per process simple and the memory small.
     config = uvicorn.Config(
         app,
         host=settings.host,
