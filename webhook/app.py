@@ -36,8 +36,6 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("envoy_injector.admission")
 server_log = logging.getLogger("envoy_injector.server")
 
-BODY_TIMEOUT: Final = 10.0  # seconds to receive a whole body; the API server's own limit is 30
-
 
 @dataclass
 class AppState:
@@ -52,18 +50,9 @@ class AppState:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
-def _status_reply(code: int, message: str) -> mutate.Reply:
-    return mutate.refuse(_ERRORS[code](message))
-
-
-_ERRORS: Final[dict[int, type[errors.ReviewError]]] = {
-    413: errors.BodyTooLarge,
-    415: errors.BadContentType,
-    400: errors.ReviewError,
-}
-
-
-async def _read_body(receive: Receive, headers: dict[bytes, bytes], cap: int) -> bytes:
+async def _read_body(
+    receive: Receive, headers: dict[bytes, bytes], *, cap: int, timeout: float
+) -> bytes:
     """The whole body, refusing more than ``cap`` bytes without buffering them."""
     declared = headers.get(b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > cap):
@@ -72,7 +61,7 @@ async def _read_body(receive: Receive, headers: dict[bytes, bytes], cap: int) ->
         )
     chunks: list[bytes] = []
     size = 0
-    async with asyncio.timeout(BODY_TIMEOUT):
+    async with asyncio.timeout(timeout):
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -117,10 +106,8 @@ class MutateEndpoint:
     async def _reply(self, scope: Scope, receive: Receive) -> mutate.Reply:
         state = self.state
         if scope["method"] != "POST":
-            return mutate.Reply(
-                405,
-                mutate.status_body(405, f"{scope['method']} is not allowed on /mutate; use POST"),
-                mutate.Outcome("invalid", "method_not_allowed"),
+            return mutate.refuse(
+                errors.MethodNotAllowed(f"{scope['method']} is not allowed on /mutate; use POST")
             )
         if state.in_flight >= state.settings.max_in_flight:
             # Answer at once: queueing past the API server's timeout helps nobody.
@@ -134,17 +121,27 @@ class MutateEndpoint:
             headers = dict(scope["headers"])
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
             if content_type != b"application/json":
-                return _status_reply(
-                    415,
-                    f"content type {content_type.decode(errors='replace')!r} is not "
-                    "supported; send application/json",
+                return mutate.refuse(
+                    errors.BadContentType(
+                        f"content type {content_type.decode(errors='replace')!r} is not "
+                        "supported; send application/json"
+                    )
                 )
             try:
-                body = await _read_body(receive, headers, state.settings.max_body_bytes)
+                body = await _read_body(
+                    receive,
+                    headers,
+                    cap=state.settings.max_body_bytes,
+                    timeout=state.settings.body_timeout,
+                )
             except errors.ReviewError as exc:
                 return mutate.refuse(exc)
             except TimeoutError:
-                return _status_reply(400, f"the body did not arrive within {BODY_TIMEOUT:g} s")
+                return mutate.refuse(
+                    errors.BodyTimeout(
+                        f"the body did not arrive within {state.settings.body_timeout:g} s"
+                    )
+                )
             return mutate.review(body, state.context)
         finally:
             state.in_flight -= 1

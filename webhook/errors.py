@@ -3,6 +3,8 @@
     InjectorError
     ├── ReviewError          the AdmissionReview envelope is broken (not JSON, wrong kind or
     │   │                    apiVersion, no uid): HTTP 400 with a JSON body naming the problem
+    │   ├── MethodNotAllowed not POST: HTTP 405
+    │   ├── BodyTimeout      the body did not arrive in time: HTTP 408
     │   ├── BodyTooLarge     over the body cap: HTTP 413
     │   └── BadContentType   not application/json: HTTP 415
     ├── PodRejected          the Pod parsed fine but must not be admitted as asked:
@@ -27,6 +29,14 @@ class ReviewError(InjectorError):
     """The request body is not a usable AdmissionReview."""
 
     status = 400
+
+
+class MethodNotAllowed(ReviewError):
+    status = 405
+
+
+class BodyTimeout(ReviewError):
+    status = 408
 
 
 class BodyTooLarge(ReviewError):

@@ -17,6 +17,8 @@ from webhook.spec import Policy, SidecarSpec
 
 _JSON_STATUS_REASONS: Final = {
     400: "BadRequest",
+    405: "MethodNotAllowed",
+    408: "Timeout",
     413: "RequestEntityTooLarge",
     415: "UnsupportedMediaType",
     500: "InternalError",

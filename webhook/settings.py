@@ -37,6 +37,7 @@ class Settings:
     log_level: str = "info"
     max_body_bytes: int = MAX_BODY_BYTES
     max_in_flight: int = 64  # beyond this, answer 503 at once instead of queueing
+    body_timeout: float = 10.0  # seconds to receive a whole body; the API server allows 30 at most
     reload_interval: float = 10.0  # seconds between checks of the cert and config files
     extra: Mapping[str, str] = field(default_factory=dict)
 

@@ -71,7 +71,7 @@ def _read_response(tls: ssl.SSLSocket) -> tuple[int, bytes]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    env = {"ENVOY_INJECTOR_MAX_IN_FLIGHT": "4"}
+    env = {"ENVOY_INJECTOR_MAX_IN_FLIGHT": "4", "ENVOY_INJECTOR_BODY_TIMEOUT": "2"}
     with running_server(tmp_path_factory.mktemp("limits"), env=env) as running:
         yield running
 
@@ -115,6 +115,16 @@ def test_a_slow_client_does_not_hold_up_the_others(server: Server) -> None:
         slow.sendall(PAYLOAD[10:])
         status, _ = _read_response(slow)
         assert status == 200
+
+
+def test_a_body_that_never_finishes_is_answered_408_after_the_body_timeout(server: Server) -> None:
+    with _tls(server) as tls:
+        tls.sendall(_head(len(PAYLOAD)) + PAYLOAD[:10])
+        started = time.monotonic()
+        status, payload = _read_response(tls)
+    assert status == 408
+    assert b"did not arrive within 2 s" in payload
+    assert 1.5 < time.monotonic() - started < 6
 
 
 def test_over_the_in_flight_limit_the_answer_is_503_at_once(server: Server) -> None:
