@@ -3,8 +3,9 @@
 Three entry points, all usable from any test package:
 
 - :func:`free_port` returns a TCP port on 127.0.0.1 that was free a moment ago;
-- :func:`validate_config` runs ``envoy --mode validate -c PATH`` and raises
-  :class:`EnvoyConfigError` (carrying Envoy's own output) when the config is refused;
+- :func:`validate_config` runs ``envoy --mode validate -c PATH``, returns Envoy's output
+  (warnings such as deprecated fields included) and raises :class:`EnvoyConfigError`
+  (carrying that output) when the config is refused;
 - :func:`running_envoy` is a context manager that starts Envoy on a config file, waits
   (bounded) until the admin endpoint answers ``GET /ready`` with 200, yields an
   :class:`EnvoyProcess`, and always stops the process on exit (SIGTERM, then SIGKILL
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -105,14 +107,18 @@ def free_port(host: str = LOOPBACK) -> int:
         return port
 
 
-def validate_config(path: Path, *, timeout: float = 60.0) -> None:
-    """Run ``envoy --mode validate -c path``; raise :class:`EnvoyConfigError` if refused."""
+def validate_config(path: Path, *, timeout: float = 60.0) -> str:
+    """Run ``envoy --mode validate -c path``; raise :class:`EnvoyConfigError` if refused.
+
+    Returns Envoy's output (warnings included, e.g. deprecated fields) for further checks.
+    """
     argv = [str(envoy_binary()), "--mode", "validate", "-c", str(path), *_COMMON_ARGS]
-    argv += ["--log-level", "warning"]
+    argv += ["--log-level", "warn"]
     result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    output = (result.stderr + result.stdout).strip()
     if result.returncode != 0:
-        output = (result.stderr + result.stdout).strip()
         raise EnvoyConfigError(f"envoy refused {path} (exit {result.returncode}):\n{output}")
+    return output
 
 
 @dataclass(frozen=True)
@@ -135,7 +141,7 @@ class EnvoyProcess:
         """Counters and gauges from ``/stats?format=json`` (histograms left out)."""
         query = "/stats?format=json"
         if filter_regex:
-            query += "&filter=" + urllib.request.quote(filter_regex)
+            query += "&filter=" + urllib.parse.quote(filter_regex)
         with urllib.request.urlopen(self.admin_url(query), timeout=5) as response:
             payload = json.loads(response.read())
         values: dict[str, int] = {}

@@ -22,7 +22,7 @@ import functools
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import jsonschema
 import kubernetes_validate
@@ -33,7 +33,6 @@ __all__ = [
     "CRD_DIR",
     "MIN_K8S",
     "ManifestError",
-    "as_mapping",
     "crd_files",
     "find_crd_schema",
     "is_custom_resource",
@@ -197,10 +196,3 @@ _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9
 def is_dns_subdomain(name: str) -> bool:
     """Kubernetes object-name rule (RFC 1123 subdomain, at most 253 characters)."""
     return len(name) <= 253 and _NAME.match(name) is not None
-
-
-def as_mapping(value: object) -> dict[str, Any]:
-    """``value`` as a str-keyed dict, or ManifestError; narrows parsed YAML for typing."""
-    if not isinstance(value, dict):
-        raise ManifestError(f"expected a mapping, got {type(value).__name__}")
-    return cast(dict[str, Any], value)
