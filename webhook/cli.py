@@ -14,9 +14,7 @@ from typing import Any, TextIO
 
 import yaml
 
-from webhook import __version__, errors, logs, patch, settings as settings_mod, workloads
-from webhook.inject import plan
-from webhook.mutate import Context
+from webhook import __version__, errors, logs, mutate, patch, settings as settings_mod, workloads
 from webhook.settings import Settings
 
 server_log = logging.getLogger("envoy_injector.server")
@@ -148,7 +146,7 @@ def _describe(index: int, doc: Any) -> str:
     return f"document {index} ({kind}{name})"
 
 
-def inject_documents(text: str, context: Context, err: TextIO) -> tuple[list[Any], int]:
+def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[list[Any], int]:
     """Inject into every pod template of every YAML document; returns (documents, failures)."""
     out: list[Any] = []
     failures = 0
@@ -165,16 +163,7 @@ def inject_documents(text: str, context: Context, err: TextIO) -> tuple[list[Any
         doc = original
         try:
             for template in workloads.templates(doc):
-                result = plan(
-                    template.pod,
-                    context.defaults,
-                    context.policy,
-                    namespace=template.namespace,
-                    excluded=context.excluded_namespaces,
-                    prefix=template.path,
-                    fallback_cluster=template.name,
-                    job=template.kind in ("Job", "CronJob"),
-                )
+                result = mutate.plan_template(template, context)
                 where = f"{_describe(index, doc)} {patch.pointer(*template.path) or '/'}"
                 for warning in result.warnings:
                     print(f"warning: {where}: {warning}", file=err)

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 import orjson
 
-from webhook import admission, errors, inject
+from webhook import admission, errors, inject, workloads
 from webhook.spec import Policy, SidecarSpec
 
 _JSON_STATUS_REASONS: Final = {
@@ -154,6 +154,23 @@ def review(body: bytes, ctx: Context) -> Reply:
         return _decide_and_inject(request, ctx)
     except Exception as exc:  # noqa: BLE001 - our bug: 500, and the failurePolicy decides
         return _internal_error(exc, uid=request.uid, namespace=request.namespace)
+
+
+def plan_template(template: workloads.Template, ctx: Context) -> inject.Plan:
+    """The webhook's decision for a pod template found offline (the CLI's path).
+
+    The namespace and the Job-ness come from the workload; ops are relative to the document.
+    """
+    return inject.plan(
+        template.pod,
+        ctx.defaults,
+        ctx.policy,
+        namespace=template.namespace,
+        excluded=ctx.excluded_namespaces,
+        prefix=template.path,
+        fallback_cluster=template.name,
+        job=template.kind in ("Job", "CronJob"),
+    )
 
 
 def _internal_error(exc: Exception, *, uid: str = "", namespace: str = "") -> Reply:

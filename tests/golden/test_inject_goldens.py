@@ -6,6 +6,7 @@ also checks invariants that do not depend on the golden.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,7 @@ import yaml
 from tests.support.pods import check_injection_invariants, validate
 from webhook import settings, workloads
 from webhook.cli import inject_documents
-from webhook.inject import plan
-from webhook.mutate import Context
+from webhook.mutate import Context, plan_template
 
 CASES_DIR = Path(__file__).resolve().parent.parent / "testdata" / "inject"
 CASES = sorted(
@@ -67,15 +67,7 @@ def test_case_keeps_the_injection_invariants(case: Path) -> None:
         if not found:
             assert injected == original, "a non-workload document must pass through unchanged"
         for template in found:
-            result = plan(
-                template.pod,
-                ctx.defaults,
-                ctx.policy,
-                namespace=template.namespace,
-                excluded=ctx.excluded_namespaces,
-                fallback_cluster=template.name,
-                job=template.kind in ("Job", "CronJob"),
-            )
+            result = plan_template(dataclasses.replace(template, path=()), ctx)
             after = check_injection_invariants(template.pod, result.ops)
             located: Any = injected
             for token in template.path:

@@ -7,6 +7,7 @@ deliberately malformed file. Every produced pod template must keep the injection
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,8 @@ from kubernetes_validate.utils import SchemaNotFoundError, ValidationError
 from tests.support.pods import CORPUS, check_injection_invariants, validate
 from webhook import settings, workloads
 from webhook.cli import inject_documents
-from webhook.inject import SkipReason, plan
+from webhook.inject import SkipReason
+from webhook.mutate import plan_template
 
 FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".yaml", ".yml"))
 MALFORMED = {"inject_gettest_deployment.bad.input.yml"}
@@ -63,15 +65,7 @@ def test_every_peer_workload_is_injected_or_passed_through_keeping_invariants(pa
         if not templates:
             assert injected == original
         for template in templates:
-            result = plan(
-                template.pod,
-                CTX.defaults,
-                CTX.policy,
-                namespace=template.namespace,
-                excluded=CTX.excluded_namespaces,
-                fallback_cluster=template.name,
-                job=template.kind in ("Job", "CronJob"),
-            )
+            result = plan_template(dataclasses.replace(template, path=()), CTX)
             located: Any = injected
             for token in template.path:
                 located = located[token]

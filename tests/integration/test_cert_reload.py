@@ -17,36 +17,14 @@ from cryptography import x509
 from certs import issue
 from tests.support.pods import body, make_pod, make_review
 from tests.support.server import SERVICE_NAME, Server, TLSFiles, client_context, running_server
+from tests.support.volumes import KubeletVolume
 
 pytestmark = pytest.mark.integration
 NAMES = issue.service_dns_names("envoy-injector", "envoy-injector")
 
 
-class SecretVolume:
-    """A directory laid out the way the kubelet's atomic writer projects a Secret:
-    tls.crt -> ..data/tls.crt, ..data -> ..<timestamp>/, swapped with one rename."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir(parents=True)
-        self.generation = 0
-
-    def write(self, files: dict[str, bytes]) -> None:
-        self.generation += 1
-        target = self.root / f"..gen_{self.generation}"
-        target.mkdir()
-        for name, data in files.items():
-            (target / name).write_bytes(data)
-        temporary = self.root / "..data_tmp"
-        temporary.symlink_to(target.name)
-        temporary.rename(self.root / "..data")
-        for name in files:
-            link = self.root / name
-            if not link.is_symlink():
-                link.symlink_to(Path("..data") / name)
-
-    def tls_files(self) -> TLSFiles:
-        return TLSFiles(self.root / "ca.crt", self.root / "tls.crt", self.root / "tls.key")
+def _tls_files(volume: KubeletVolume) -> TLSFiles:
+    return TLSFiles(volume.root / "ca.crt", volume.root / "tls.crt", volume.root / "tls.key")
 
 
 def _now() -> datetime.datetime:
@@ -86,8 +64,8 @@ def _wait_for_serial(server: Server, ca_file: Path, serial: int, timeout: float 
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> SecretVolume:
-    return SecretVolume(tmp_path / "secret")
+def volume(tmp_path: Path) -> KubeletVolume:
+    return KubeletVolume(tmp_path / "secret")
 
 
 @pytest.fixture
@@ -96,9 +74,9 @@ def ca() -> issue.CA:
 
 
 @pytest.fixture
-def server(tmp_path: Path, volume: SecretVolume, ca: issue.CA) -> Iterator[Server]:
+def server(tmp_path: Path, volume: KubeletVolume, ca: issue.CA) -> Iterator[Server]:
     volume.write(_bundle(ca))
-    with running_server(tmp_path, files=volume.tls_files()) as running:
+    with running_server(tmp_path, files=_tls_files(volume)) as running:
         yield running
 
 
@@ -141,13 +119,13 @@ class Hammer:
 
 
 def test_a_renewed_leaf_reaches_new_handshakes_with_zero_failed_requests(
-    server: Server, volume: SecretVolume, ca: issue.CA
+    server: Server, volume: KubeletVolume, ca: issue.CA
 ) -> None:
-    with Hammer(server, volume.tls_files().ca) as hammer:
+    with Hammer(server, _tls_files(volume).ca) as hammer:
         time.sleep(0.5)
         renewed = _bundle(ca)
         volume.write(renewed)
-        _wait_for_serial(server, volume.tls_files().ca, _serial(renewed["tls.crt"]))
+        _wait_for_serial(server, _tls_files(volume).ca, _serial(renewed["tls.crt"]))
         time.sleep(0.5)
     assert hammer.sent > 10
     assert hammer.failed == 0, hammer.errors[:3]
@@ -155,7 +133,7 @@ def test_a_renewed_leaf_reaches_new_handshakes_with_zero_failed_requests(
 
 
 def test_a_ca_rotation_with_both_cas_in_the_bundle_drops_nothing(
-    server: Server, volume: SecretVolume, ca: issue.CA, tmp_path: Path
+    server: Server, volume: KubeletVolume, ca: issue.CA, tmp_path: Path
 ) -> None:
     new_ca = issue.new_ca(now=_now())
     trusted = tmp_path / "bundle.crt"  # the caBundle during the rotation: old and new CA
@@ -168,17 +146,17 @@ def test_a_ca_rotation_with_both_cas_in_the_bundle_drops_nothing(
 
 
 def test_a_broken_pair_on_disk_is_never_served(
-    server: Server, volume: SecretVolume, ca: issue.CA
+    server: Server, volume: KubeletVolume, ca: issue.CA
 ) -> None:
-    before = _serial_seen_by_new_connection(server, volume.tls_files().ca)
+    before = _serial_seen_by_new_connection(server, _tls_files(volume).ca)
     other = issue.new_serving_cert(ca, NAMES, now=_now())
     mismatched = {**_bundle(ca), "tls.key": other.key_pem}  # key of another cert
     volume.write(mismatched)
     time.sleep(1.0)  # several reload intervals
-    assert _serial_seen_by_new_connection(server, volume.tls_files().ca) == before
+    assert _serial_seen_by_new_connection(server, _tls_files(volume).ca) == before
     volume.write({**_bundle(ca), "tls.crt": b"not a pem"})
     time.sleep(1.0)
-    assert _serial_seen_by_new_connection(server, volume.tls_files().ca) == before
+    assert _serial_seen_by_new_connection(server, _tls_files(volume).ca) == before
     assert "certificate not (re)loaded, keeping the current one" in server.log_text()
     with server.client() as client:
         assert server.get(client, "/readyz").status_code == 200
@@ -195,9 +173,9 @@ def _handshake_fails(server: Server, ca_file: Path) -> bool:
 def test_without_a_valid_certificate_the_server_waits_and_serves_once_one_appears(
     tmp_path: Path, ca: issue.CA
 ) -> None:
-    volume = SecretVolume(tmp_path / "late")
+    volume = KubeletVolume(tmp_path / "late")
     volume.write({"tls.crt": b"garbage", "tls.key": b"garbage", "ca.crt": ca.cert_pem})
-    files = volume.tls_files()
+    files = _tls_files(volume)
     with running_server(tmp_path, files=files, wait_for_tls=False) as server:
         assert _handshake_fails(server, files.ca)
         assert "certificate not (re)loaded" in server.log_text()

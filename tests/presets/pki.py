@@ -1,4 +1,4 @@
-"""A throwaway certificate authority for the TLS tests (EC P-256, SHA-256)."""
+"""A throwaway certificate authority for the preset TLS tests, on top of certs.issue."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import datetime
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from certs import issue
 
 __all__ = ["CertificateAuthority", "ServingCert"]
-
-_PEM = serialization.Encoding.PEM
 
 
 @dataclass(frozen=True)
@@ -32,71 +29,16 @@ class CertificateAuthority:
     """A self-signed CA that issues serving certificates for DNS names."""
 
     def __init__(self, common_name: str = "preset test CA") -> None:
-        self._key = ec.generate_private_key(ec.SECP256R1())
         now = datetime.datetime.now(datetime.UTC)
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-        self._name = name
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self._key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(
-                x509.KeyUsage(
-                    digital_signature=True,
-                    content_commitment=False,
-                    key_encipherment=False,
-                    data_encipherment=False,
-                    key_agreement=False,
-                    key_cert_sign=True,
-                    crl_sign=True,
-                    encipher_only=False,
-                    decipher_only=False,
-                ),
-                critical=True,
-            )
-            .add_extension(
-                x509.SubjectKeyIdentifier.from_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
+        self._ca = issue.new_ca(now=now, ttl=datetime.timedelta(days=1), common_name=common_name)
 
     @property
     def cert_pem(self) -> bytes:
-        return self.cert.public_bytes(_PEM)
+        return self._ca.cert_pem
 
     def issue(self, *dns_names: str) -> ServingCert:
-        """A serving certificate for ``dns_names`` (the first is the common name)."""
-        key = ec.generate_private_key(ec.SECP256R1())
+        """A serving certificate for ``dns_names``."""
         now = datetime.datetime.now(datetime.UTC)
-        serial = x509.random_serial_number()
-        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, dns_names[0])])
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(subject)
-            .issuer_name(self._name)
-            .public_key(key.public_key())
-            .serial_number(serial)
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(hours=2))
-            .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(name) for name in dns_names]),
-                critical=False,
-            )
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-            .add_extension(
-                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()),
-                critical=False,
-            )
-            .sign(self._key, hashes.SHA256())
-        )
-        key_pem = key.private_bytes(
-            _PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        return ServingCert(cert_pem=cert.public_bytes(_PEM), key_pem=key_pem, serial=serial)
+        leaf = issue.new_serving_cert(self._ca, dns_names, now=now, ttl=datetime.timedelta(hours=2))
+        serial = x509.load_pem_x509_certificate(leaf.cert_pem).serial_number
+        return ServingCert(cert_pem=leaf.cert_pem, key_pem=leaf.key_pem, serial=serial)

@@ -18,7 +18,6 @@ therefore sees exactly the event it would see in a Pod.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,30 +25,9 @@ from typing import Any
 
 import yaml
 
+from tests.support.volumes import KubeletVolume
+
 __all__ = ["KubeletVolume", "PodFiles", "find_object", "materialize", "relocate"]
-
-
-class KubeletVolume:
-    """A directory written and updated like a kubelet-managed ConfigMap/Secret volume."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self._versions = itertools.count(1)
-        root.mkdir(parents=True, exist_ok=True)
-
-    def write(self, files: Mapping[str, bytes]) -> None:
-        """Publish ``files`` as the volume's whole new content with one atomic rename."""
-        version = self.root / f"..{next(self._versions):04d}_update"
-        version.mkdir()
-        for name, content in files.items():
-            (version / name).write_bytes(content)
-        staging = self.root / "..data_tmp"
-        staging.symlink_to(version.name)
-        staging.replace(self.root / "..data")
-        for name in files:
-            link = self.root / name
-            if not link.is_symlink():
-                link.symlink_to(Path("..data") / name)
 
 
 def relocate(value: Any, mounts: Mapping[str, Path]) -> Any:
