@@ -1,0 +1,132 @@
+"""The two baselines, served exactly as ``envoy-injector serve`` serves the webhook.
+
+    python -m bench.baselines bare|fastapi --port N --cert tls.crt --key tls.key --reply FILE
+
+Same uvicorn settings as webhook.cli.serve (uvloop, httptools, keep-alive 120 s, no access
+log, no server header, lifespan on) and the same TLS context (CertReloader's listening
+context, whose SNI callback hands each handshake the loaded pair). Both read the whole request
+body and answer one constant, FILE: the bench saves there the very bytes the real /mutate
+answered for the typical pod, so the response size (and its TLS cost) matches.
+
+- bare: a plain ASGI callable, the floor of what uvicorn + TLS cost per request.
+- fastapi: a POST route on FastAPI that reads the body and returns the constant in a
+  ``Response`` (no model, no validation, no JSON encoding: the cheapest way to do it there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request, Response
+
+from webhook import logs
+from webhook.tls import CertReloader
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+HEALTHZ = b'{"status":"ok"}'
+
+
+def bare_app(constant: bytes) -> ASGIApp:
+    """Any path: drain the body, answer ``constant`` (``HEALTHZ`` for GET, for the probe)."""
+    post_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(constant)).encode()),
+    ]
+    get_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(HEALTHZ)).encode()),
+    ]
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            more = message.get("more_body", False)
+        is_get = scope["method"] == "GET"
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": get_headers if is_get else post_headers,
+            }
+        )
+        await send({"type": "http.response.body", "body": HEALTHZ if is_get else constant})
+
+    return app
+
+
+def fastapi_app(constant: bytes) -> FastAPI:
+    app = FastAPI(title="baseline")
+
+    @app.post("/mutate")
+    async def mutate_route(request: Request) -> Response:
+        await request.body()
+        return Response(constant, media_type="application/json")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def serve(app: ASGIApp | FastAPI, *, host: str, port: int, cert: Path, key: Path) -> None:
+    """uvicorn with the settings of webhook.cli.serve."""
+    reloader = CertReloader(cert, key)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        ssl_context_factory=lambda _config, _default: reloader.listening_context(),
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=20,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+    uvicorn.Server(config).run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.baselines", description=__doc__)
+    parser.add_argument("kind", choices=["bare", "fastapi"])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--cert", type=Path, required=True)
+    parser.add_argument("--key", type=Path, required=True)
+    parser.add_argument("--reply", type=Path, required=True, help="the bytes to answer")
+    args = parser.parse_args(argv)
+    logs.configure("json")
+    constant = args.reply.read_bytes()
+    app = bare_app(constant) if args.kind == "bare" else fastapi_app(constant)
+    serve(app, host=args.host, port=args.port, cert=args.cert, key=args.key)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,217 @@
+"""The machine description and the Markdown report (BENCHMARKS.md, or stdout in quick mode)."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import shutil
+import ssl
+import statistics
+import subprocess
+from pathlib import Path
+
+from bench.results import SCENARIOS, TITLES, Results, targets
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _memory() -> str:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def _version(package: str) -> str:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _command_output(argv: list[str], cwd: Path | None = None) -> str:
+    if shutil.which(argv[0]) is None:
+        return "unknown"
+    try:
+        done = subprocess.run(  # noqa: S603 - fixed argv: wrk -v, git
+            argv, capture_output=True, text=True, timeout=10, check=False, cwd=cwd
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (
+        (done.stdout or done.stderr).strip().splitlines()[0] if done.stdout or done.stderr else ""
+    )
+
+
+def machine(repo: Path, server_cpu: int | None, load_cpu: int | None) -> dict[str, str]:
+    commit = _command_output(["git", "rev-parse", "--short", "HEAD"], cwd=repo)
+    dirty = _command_output(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo)
+    pinning = (
+        f"server on CPU {server_cpu}, load generator and clients on CPU {load_cpu} (taskset)"
+        if server_cpu is not None
+        else "not pinned (fewer than 2 usable CPUs)"
+    )
+    return {
+        "CPU": f"{_cpu_model()}, {os.cpu_count()} CPUs (nproc), {_memory()} RAM",
+        "Pinning": pinning,
+        "Kernel": f"{platform.system()} {platform.release()}",
+        "Python": f"{platform.python_implementation()} {platform.python_version()}",
+        "Server stack": ", ".join(
+            f"{p} {_version(p)}"
+            for p in ("uvicorn", "uvloop", "httptools", "fastapi", "starlette", "orjson")
+        ),
+        "TLS": f"{ssl.OPENSSL_VERSION} (server side); ECDSA P-256 certificate from certs.issue",
+        "Load generator": _command_output(["wrk", "-v"]).split(" Copyright")[0],
+        "Commit": f"{commit}{' + uncommitted changes' if dirty else ''}",
+    }
+
+
+def _scenario_rows(results: Results) -> list[str]:
+    rows = [
+        "| Server | Body | req/s | p50 ms | p90 ms | p99 ms | CPU µs/req (each round) "
+        "| server core busy |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+    ]
+    for scenario in SCENARIOS:
+        m = results.measured.get(scenario.key)
+        if m is None or not m.runs:
+            continue
+        size = results.body_bytes[scenario.body] / 1000
+        rows.append(
+            f"| {TITLES[scenario.server]} | {scenario.body} ({size:.1f} kB) | {m.rps:,.0f} "
+            f"| {m.latency_ms('p50'):.2f} | {m.latency_ms('p90'):.2f} | {m.latency_ms('p99'):.2f} "
+            f"| **{m.cpu_us:.0f}** ({', '.join(f'{c:.0f}' for c in m.cpu_us_rounds)}) "
+            f"| {m.cpu_share:.0%} |"
+        )
+    return rows
+
+
+def _ratio_rows(results: Results) -> list[str]:
+    bare = results.get("bare", "typical")
+    fast = results.get("fastapi", "typical")
+    small = results.get("mutate", "small")
+    typical = results.get("mutate", "typical")
+    large = results.get("mutate", "large")
+    bare_large = results.get("bare", "large")
+    return [
+        "| Ratio (typical pod unless named) | CPU per request | Throughput |",
+        "|---|--:|--:|",
+        f"| /mutate vs bare ASGI | {typical.cpu_us / bare.cpu_us:.2f}x "
+        f"| {typical.rps / bare.rps:.2f}x |",
+        f"| /mutate vs FastAPI no-op route | {typical.cpu_us / fast.cpu_us:.2f}x "
+        f"| {typical.rps / fast.rps:.2f}x |",
+        f"| FastAPI no-op route vs bare ASGI | {fast.cpu_us / bare.cpu_us:.2f}x "
+        f"| {fast.rps / bare.rps:.2f}x |",
+        f"| /mutate: large vs typical pod | {large.cpu_us / typical.cpu_us:.2f}x "
+        f"| {large.rps / typical.rps:.2f}x |",
+        f"| /mutate: small vs typical pod | {small.cpu_us / typical.cpu_us:.2f}x "
+        f"| {small.rps / typical.rps:.2f}x |",
+        f"| bare ASGI: large vs typical body | {bare_large.cpu_us / bare.cpu_us:.2f}x "
+        f"| {bare_large.rps / bare.rps:.2f}x |",
+        "",
+        f"What /mutate adds to the bare transport: {typical.cpu_us - bare.cpu_us:.0f} µs of CPU "
+        f"per typical pod, {large.cpu_us - bare_large.cpu_us:.0f} µs per large pod.",
+    ]
+
+
+def _target_rows(results: Results) -> list[str]:
+    rows = ["| Target | Measured | Limit | Result | Detail |", "|---|--:|--:|---|---|"]
+    for t in targets(results):
+        sign = "≤" if t.at_most else "≥"
+        precision = 3 if t.unit == "s" else 2
+        rows.append(
+            f"| {t.name} | {t.measured:.{precision}f} {t.unit} | {sign} {t.limit:g} {t.unit} "
+            f"| {'PASS' if t.met else 'MISS'} | {t.detail} |"
+        )
+    return rows
+
+
+def _other_rows(results: Results) -> list[str]:
+    rows = ["| Figure | Value |", "|---|--:|"]
+    for key, p in results.paced.items():
+        lat = p.latency_ms
+        rows.append(
+            f"| {TITLES[key.split('/')[0]]}, {p.rate:g} req/s, {p.requests} requests: "
+            f"p50 / p90 / p99 / max | {lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} "
+            f"/ {lat['max']:.2f} ms |"
+        )
+    for name, mem in results.memory_kib.items():
+        rows.append(
+            f"| {TITLES[name]}: RSS after load (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
+            f"({mem['VmHWM'] / 1024:.1f} MiB) |"
+        )
+    cold = results.cold_start_s
+    rows.append(
+        f"| Cold start, median (min-max) of {len(cold)} | {statistics.median(cold):.3f} s "
+        f"({min(cold):.3f}-{max(cold):.3f} s) |"
+    )
+    log = results.log
+    rows.append(
+        f"| Decision log lines / /mutate requests answered | {log.decisions:,} / "
+        f"{log.requests_sent:,} ({log.bytes_per_line:.0f} bytes a line) |"
+    )
+    return rows
+
+
+def markdown(results: Results) -> str:
+    s = results.settings
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Written by `{results.command}` on {results.date} ({results.mode} mode). "
+        "Regenerate with `scripts/bench`; `scripts/bench --quick` is the CI smoke run and "
+        "never writes this file.",
+        "",
+        "## Machine",
+        "",
+        *(f"- **{k}**: {v}" for k, v in results.machine.items()),
+        "",
+        "## Method",
+        "",
+        "- Each server is a subprocess with the production settings: uvicorn, one worker, "
+        "uvloop, httptools, TLS from the same reloadable SSLContext, keep-alive 120 s. "
+        "`/mutate` is the real `envoy-injector serve --log-format json`, logging one JSON "
+        "line per decision to a file, as in production.",
+        f"- Load: {s['load']}. Bodies (compact JSON, as kube-apiserver sends them): "
+        + ", ".join(f"{k} {v:,} bytes" for k, v in results.body_bytes.items())
+        + "; every one of them is injected (3 patch ops).",
+        f"- {s['timing']}",
+        "- **CPU µs/req** is the server's utime + stime (/proc/<pid>/stat) over the run, "
+        "divided by the requests answered: far steadier than req/s on a busy machine, "
+        "though a neighbour sharing the core or its caches still moves it by a few percent.",
+        "- Baselines answer the exact bytes `/mutate` answers for the typical pod, after "
+        "reading the whole body. The FastAPI route returns them in a `Response` (no model, "
+        "no JSON encoding: the cheapest FastAPI route there is).",
+        f"- Paced latency: {s['paced']}",
+        f"- Cold start: {s['cold']}",
+        "",
+        "## Targets",
+        "",
+        *_target_rows(results),
+        "",
+        "## Throughput and latency under load",
+        "",
+        *_scenario_rows(results),
+        "",
+        "## Ratios",
+        "",
+        *_ratio_rows(results),
+        "",
+        "## Latency at a fixed rate, memory, cold start",
+        "",
+        *_other_rows(results),
+        "",
+    ]
+    return "\n".join(lines)
