@@ -1,9 +1,9 @@
-"""The HTTP shell: create_app(settings) -> FastAPI.
+"""The HTTP shell: create_app(settings) builds the FastAPI app and the front that serves it.
 
 POST /mutate is answered by a plain ASGI handler in front of FastAPI: the API server calls it for
-every Pod created, and it must not pay the framework's per-request machinery (routing,
-dependency solving, response classes). FastAPI serves everything else: /healthz, /readyz,
-/metrics and the OpenAPI description, which documents /mutate too.
+every Pod created, and it must not pay the framework's per-request machinery (middleware stack,
+routing, dependency solving, response classes). FastAPI serves everything else: /healthz,
+/readyz, /metrics and the OpenAPI description, which documents /mutate too.
 """
 
 from __future__ import annotations
@@ -51,9 +51,18 @@ class AppState:
 
 
 async def _read_body(
-    receive: Receive, headers: dict[bytes, bytes], *, cap: int, timeout: float
+    receive: Receive,
+    headers: dict[bytes, bytes],
+    *,
+    cap: int,
+    timeout: float,
+    loop: asyncio.AbstractEventLoop,
 ) -> bytes:
-    """The whole body, refusing more than ``cap`` bytes without buffering them."""
+    """The whole body, refusing more than ``cap`` bytes without buffering them.
+
+    The deadline is a plain timer on ``loop``, not asyncio.timeout(): on Python 3.11 that looks
+    the running loop up three times, and each lookup is a getpid() system call.
+    """
     declared = headers.get(b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > cap):
         raise errors.BodyTooLarge(
@@ -61,7 +70,17 @@ async def _read_body(
         )
     chunks: list[bytes] = []
     size = 0
-    async with asyncio.timeout(timeout):
+    task = asyncio.current_task(loop)
+    expired = False
+
+    def expire() -> None:
+        nonlocal expired
+        expired = True
+        if task is not None:
+            task.cancel()
+
+    timer = loop.call_later(timeout, expire)
+    try:
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -73,14 +92,28 @@ async def _read_body(
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+    except asyncio.CancelledError:
+        if expired and task is not None and task.uncancel() == 0:
+            raise TimeoutError from None
+        raise
+    finally:
+        timer.cancel()
 
 
-class MutateEndpoint:
-    """ASGI middleware that answers /mutate itself and passes everything else on."""
+class WebhookApp:
+    """The ASGI app uvicorn serves: /mutate is answered here, everything else by FastAPI."""
 
-    def __init__(self, app: ASGIApp, state: AppState) -> None:
-        self.app = app
+    def __init__(self, fastapi: FastAPI, state: AppState) -> None:
+        self.fastapi = fastapi
+        self.app: ASGIApp = fastapi
         self.state = state
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The serving loop, looked up once (each lookup is a getpid() on Python 3.11)."""
+        if self._loop is None or not self._loop.is_running():
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] != "/mutate":
@@ -116,7 +149,6 @@ class MutateEndpoint:
                 503, mutate.status_body(503, message), mutate.Outcome("overloaded", message=message)
             )
         state.in_flight += 1
-        state.metrics.in_flight.set(state.in_flight)
         try:
             headers = dict(scope["headers"])
             content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
@@ -133,6 +165,7 @@ class MutateEndpoint:
                     headers,
                     cap=state.settings.max_body_bytes,
                     timeout=state.settings.body_timeout,
+                    loop=self.loop(),
                 )
             except errors.ReviewError as exc:
                 return mutate.refuse(exc)
@@ -145,7 +178,6 @@ class MutateEndpoint:
             return mutate.review(body, state.context)
         finally:
             state.in_flight -= 1
-            state.metrics.in_flight.set(state.in_flight)
 
     def _record(self, outcome: mutate.Outcome, seconds: float) -> None:
         self.state.metrics.observe(outcome.label, seconds, outcome.patch_bytes)
@@ -310,7 +342,7 @@ def create_app(
     context: mutate.Context | None = None,
     reloader: CertReloader | None = None,
     metrics: Metrics | None = None,
-) -> FastAPI:
+) -> WebhookApp:
     """The webhook app. ``context`` defaults to the one built from ``settings.config``."""
     metrics = metrics or create_metrics()
     state = AppState(
@@ -322,6 +354,7 @@ def create_app(
     )
     if reloader is not None and reloader.current is not None:
         metrics.cert_expiry.set(reloader.current.not_after.timestamp())
+    metrics.in_flight.set_function(lambda: state.in_flight)  # read at scrape time only
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -336,7 +369,6 @@ def create_app(
         await asyncio.gather(*state.tasks, return_exceptions=True)
 
     app = FastAPI(title="envoy-injector", version=__version__, lifespan=lifespan)
-    app.state.injector = state
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -358,8 +390,7 @@ def create_app(
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     app.openapi = _openapi(app, settings)  # type: ignore[method-assign]  # adds /mutate
-    app.add_middleware(MutateEndpoint, state=state)
-    return app
+    return WebhookApp(app, state)
 
 
 def on_cert_change(metrics: Metrics) -> Callable[[Loaded], None]:

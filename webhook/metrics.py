@@ -6,7 +6,7 @@ rejected:<reason>, invalid:<error>, error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.platform_collector import PlatformCollector
@@ -25,9 +25,13 @@ class Metrics:
     cert_expiry: Gauge
     config_reloads: Counter
     in_flight: Gauge
+    _children: dict[str, Counter] = field(default_factory=dict)
 
     def observe(self, outcome: str, seconds: float, patch_bytes: int) -> None:
-        self.requests.labels(outcome=outcome).inc()
+        child = self._children.get(outcome)
+        if child is None:  # labels() builds a key and takes a lock: once per outcome
+            child = self._children[outcome] = self.requests.labels(outcome=outcome)
+        child.inc()
         self.latency.observe(seconds)
         if patch_bytes:
             self.patch_bytes.observe(patch_bytes)

@@ -8,6 +8,7 @@ returns warnings for annotations it recognises but ignores (kubectl prints those
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -197,6 +198,8 @@ def _check_policy(values: Mapping[str, Any], spec: SidecarSpec, policy: Policy) 
 
 
 def _apply(spec: SidecarSpec, values: Mapping[str, Any]) -> SidecarSpec:
+    if not values:
+        return spec
     top: dict[str, Any] = {}
     resources: dict[str, Any] = {}
     for name, value in values.items():
@@ -214,7 +217,20 @@ def _apply(spec: SidecarSpec, values: Mapping[str, Any]) -> SidecarSpec:
 
 def resolve(defaults: SidecarSpec, annotations: Mapping[str, Any], policy: Policy) -> Resolution:
     """The spec for one Pod. Raises AnnotationError (every bad value) or PolicyViolation."""
-    values, problems, warnings = _parse_all(ours(annotations))
+    given = ours(annotations)
+    if not given:
+        return _resolve_defaults(defaults, policy)  # most Pods: nothing to parse or check
+    return _resolve(defaults, given, policy)
+
+
+@functools.lru_cache(maxsize=16)
+def _resolve_defaults(defaults: SidecarSpec, policy: Policy) -> Resolution:
+    """resolve() without annotations: the same checks, once per (frozen) config."""
+    return _resolve(defaults, {}, policy)
+
+
+def _resolve(defaults: SidecarSpec, given: Mapping[str, Any], policy: Policy) -> Resolution:
+    values, problems, warnings = _parse_all(given)
     if problems:
         raise errors.AnnotationError(problems)
     ports_given = [k for k in PORT_KEYS if k in values]

@@ -29,6 +29,8 @@ Path = Sequence[str | int]
 
 def escape(token: str) -> str:
     """RFC 6901 §4: '~' must be escaped before '/', or '/' -> '~1' would be re-read as '~' + '1'."""
+    if "~" not in token and "/" not in token:
+        return token
     return token.replace("~", "~0").replace("/", "~1")
 
 

@@ -5,6 +5,7 @@ This is the only place that knows what the injected container looks like.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any, Final
 
@@ -98,6 +99,7 @@ def config_volume(spec: s.SidecarSpec) -> JSONDict:
     }
 
 
+@functools.lru_cache(maxsize=64)
 def status(spec: s.SidecarSpec) -> str:
     """The status annotation's value: what was injected, so a later pass can tell."""
     record = {

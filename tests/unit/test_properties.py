@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import base64
 import json
+import unittest.mock
 from typing import Any
 
+import orjson
 from hypothesis import given, strategies as st
 
 from tests.support import strategies
-from tests.support.pods import check_injection_invariants, validate
-from webhook import errors, mutate, patch
+from tests.support.pods import check_injection_invariants, make_pod, validate
+from webhook import errors, mutate, patch, view
 from webhook.inject import SkipReason, plan
 from webhook.spec import Policy, SidecarSpec
 
@@ -68,3 +70,27 @@ def test_a_hostile_review_is_never_answered_with_500(review: Any) -> None:
 @given(st.binary(max_size=256))
 def test_random_bytes_are_a_400_never_a_500(raw: bytes) -> None:
     assert mutate.review(raw, CTX).status == 400
+
+
+def _full_decode_review(raw: bytes) -> mutate.Reply:
+    """The same review with the fast path switched off: every field decoded by orjson."""
+    with unittest.mock.patch.object(view, "parse", return_value=None):
+        return mutate.review(raw, CTX)
+
+
+@given(st.one_of(strategies.hostile_reviews(), strategies.valid_pods().map(strategies.review_for)))
+def test_the_partial_decode_answers_exactly_as_a_full_decode(review: Any) -> None:
+    raw = json.dumps(review).encode()
+    fast, full = mutate.review(raw, CTX), _full_decode_review(raw)
+    assert fast.status == full.status
+    if fast.status == 200:
+        assert fast.body == full.body
+        assert fast.outcome == full.outcome
+    else:
+        assert json.loads(fast.body)["code"] == json.loads(full.body)["code"]
+
+
+def test_the_fast_path_is_taken_for_an_ordinary_review() -> None:
+    raw = json.dumps(strategies.review_for(make_pod())).encode()
+    with unittest.mock.patch.object(orjson, "loads", side_effect=AssertionError("full decode")):
+        assert mutate.review(raw, CTX).status == 200
