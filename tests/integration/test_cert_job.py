@@ -18,12 +18,12 @@ import pytest
 import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509 import verification
 from kubernetes import client
 
-from certs import job, kube, store
+from certs import job, kube
 from certs.errors import CertError
 from tests.integration.fake_apiserver import FakeApiServer
+from tests.support.x509_checks import verifies
 
 NS = "envoy-injector"
 TLS = "envoy-injector-tls"
@@ -118,20 +118,6 @@ current-context: fake
 """
     )
     return str(path)
-
-
-def verifies(leaf_pem: bytes, bundle_pem: bytes, now: datetime) -> bool:
-    verifier = (
-        verification.PolicyBuilder()
-        .store(verification.Store(store.parse_bundle(bundle_pem)))
-        .time(now)
-        .build_server_verifier(x509.DNSName(SERVICE_NAME))
-    )
-    try:
-        verifier.verify(x509.load_pem_x509_certificate(leaf_pem), [])
-    except verification.VerificationError:
-        return False
-    return True
 
 
 def ca_bundles(fake: FakeApiServer) -> list[bytes]:

@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from cryptography import x509
-from cryptography.x509 import verification
 
 from certs import issue, rotation, store
 from certs.rotation import RenewReason
+from tests.support.x509_checks import verifies
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 SERVICE_NAME = "envoy-injector.envoy-injector.svc"
@@ -44,24 +44,6 @@ def rerun(
     return rotation.plan(
         previous.authority, previous.serving, published=seen, now=now, policy=policy
     )
-
-
-def verifies(leaf_pem: bytes, bundle_pem: bytes, now: datetime) -> bool:
-    """Would a client trusting exactly `bundle_pem` accept `leaf_pem` for the service name?"""
-    cas = store.parse_bundle(bundle_pem)
-    if not cas:
-        return False
-    verifier = (
-        verification.PolicyBuilder()
-        .store(verification.Store(cas))
-        .time(now)
-        .build_server_verifier(x509.DNSName(SERVICE_NAME))
-    )
-    try:
-        verifier.verify(x509.load_pem_x509_certificate(leaf_pem), [])
-    except verification.VerificationError:
-        return False
-    return True
 
 
 def signer_of(plan: rotation.Plan) -> x509.Certificate:
