@@ -16,13 +16,12 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 from fastapi import FastAPI, Response
-from fastapi.openapi.utils import get_openapi
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from webhook import __version__, errors, mutate, settings as settings_mod
+from webhook import __version__, errors, mutate, openapi, settings as settings_mod
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
@@ -233,109 +232,6 @@ async def _watch_config(state: AppState) -> None:
         await asyncio.to_thread(reload_config, state)
 
 
-_REVIEW_SCHEMAS: Final[dict[str, Any]] = {
-    "AdmissionReview": {
-        "type": "object",
-        "required": ["apiVersion", "kind", "request"],
-        "properties": {
-            "apiVersion": {"type": "string", "enum": ["admission.k8s.io/v1"]},
-            "kind": {"type": "string", "enum": ["AdmissionReview"]},
-            "request": {
-                "type": "object",
-                "required": ["uid", "kind", "operation"],
-                "properties": {
-                    "uid": {"type": "string", "minLength": 1},
-                    "kind": {
-                        "type": "object",
-                        "properties": {
-                            "group": {"type": "string"},
-                            "version": {"type": "string"},
-                            "kind": {"type": "string"},
-                        },
-                    },
-                    "namespace": {"type": "string"},
-                    "operation": {
-                        "type": "string",
-                        "enum": ["CREATE", "UPDATE", "DELETE", "CONNECT"],
-                    },
-                    "subResource": {"type": "string"},
-                    "object": {
-                        "type": ["object", "null"],
-                        "description": "the object, e.g. the Pod being created",
-                    },
-                },
-            },
-        },
-    },
-    "AdmissionReviewResponse": {
-        "type": "object",
-        "required": ["apiVersion", "kind", "response"],
-        "properties": {
-            "apiVersion": {"type": "string", "enum": ["admission.k8s.io/v1"]},
-            "kind": {"type": "string", "enum": ["AdmissionReview"]},
-            "response": {
-                "type": "object",
-                "required": ["uid", "allowed"],
-                "properties": {
-                    "uid": {"type": "string"},
-                    "allowed": {"type": "boolean"},
-                    "patchType": {"type": "string", "enum": ["JSONPatch"]},
-                    "patch": {"type": "string", "format": "byte"},
-                    "warnings": {"type": "array", "items": {"type": "string"}},
-                    "status": {"type": "object"},
-                },
-            },
-        },
-    },
-    "Status": {
-        "type": "object",
-        "required": ["kind", "apiVersion", "status", "message", "code"],
-        "properties": {
-            "kind": {"type": "string", "enum": ["Status"]},
-            "apiVersion": {"type": "string"},
-            "status": {"type": "string"},
-            "message": {"type": "string"},
-            "reason": {"type": "string"},
-            "code": {"type": "integer"},
-        },
-    },
-}
-
-
-def _openapi(app: FastAPI, settings: Settings) -> Callable[[], dict[str, Any]]:
-    def build() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
-        status = {"application/json": {"schema": {"$ref": "#/components/schemas/Status"}}}
-        review = {"application/json": {"schema": {"$ref": "#/components/schemas/AdmissionReview"}}}
-        answer = {
-            "application/json": {"schema": {"$ref": "#/components/schemas/AdmissionReviewResponse"}}
-        }
-        schema.setdefault("components", {}).setdefault("schemas", {}).update(_REVIEW_SCHEMAS)
-        schema.setdefault("paths", {})["/mutate"] = {
-            "post": {
-                "summary": "Answer an AdmissionReview (admission.k8s.io/v1) for a Pod",
-                "operationId": "mutate",
-                "requestBody": {"required": True, "content": review},
-                "responses": {
-                    "200": {"description": "the review with its response", "content": answer},
-                    "400": {"description": "not an AdmissionReview v1", "content": status},
-                    "413": {
-                        "description": f"body over {settings.max_body_bytes} bytes",
-                        "content": status,
-                    },
-                    "415": {"description": "not application/json", "content": status},
-                    "503": {"description": "too many reviews in flight", "content": status},
-                },
-            }
-        }
-        app.openapi_schema = schema
-        return schema
-
-    return build
-
-
 def create_app(
     settings: Settings,
     *,
@@ -389,7 +285,7 @@ def create_app(
     async def prometheus() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.openapi = _openapi(app, settings)  # type: ignore[method-assign]  # adds /mutate
+    app.openapi = openapi.builder(app, max_body_bytes=settings.max_body_bytes)  # type: ignore[method-assign]  # adds /mutate
     return WebhookApp(app, state)
 
 
