@@ -284,6 +284,7 @@ def test_the_openapi_description_documents_mutate(server: Server) -> None:
     assert set(schema["paths"]["/mutate"]["post"]["responses"]) == {
         "200",
         "400",
+        "408",
         "413",
         "415",
         "503",
