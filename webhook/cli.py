@@ -94,7 +94,7 @@ def serve(settings: Settings, out: TextIO) -> int:
             f"envoy-injector {__version__} (development certificate)\n"
             f"  URL:     {url}/mutate\n"
             f"  CA:      {ca.resolve()}\n"
-            f"  try:     curl --cacert {ca} -H 'Content-Type: application/json' "
+            f"  try:     curl -sS --cacert {ca} -H 'Content-Type: application/json' "
             f"--data @{SAMPLE_REVIEW} {url}/mutate\n",
             file=out,
             flush=True,
