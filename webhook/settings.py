@@ -5,9 +5,8 @@ here is a module-level singleton.
 """
 
 import dataclasses
-import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -39,7 +38,6 @@ class Settings:
     max_in_flight: int = 64  # beyond this, answer 503 at once instead of queueing
     body_timeout: float = 10.0  # seconds to receive a whole body; the API server allows 30 at most
     reload_interval: float = 10.0  # seconds between checks of the cert and config files
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:
@@ -47,7 +45,7 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get(ENV_PREFIX + f.name.upper())
-            if raw is None or f.name == "extra":
+            if raw is None:
                 continue
             values[f.name] = _coerce(f.name, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -192,7 +190,3 @@ def context_from_config(text: str | None, *, own_namespace: str) -> Context:
 def load_context(settings: Settings) -> Context:
     text = settings.config.read_text(encoding="utf-8") if settings.config else None
     return context_from_config(text, own_namespace=settings.namespace)
-
-
-def read_env() -> Mapping[str, str]:
-    return os.environ
