@@ -20,12 +20,12 @@ import pytest
 import yaml
 
 from tests.presets.bootstrap import envoy_bootstraps
-from tests.presets.kustomize import build, resource_files
 from tests.presets.paths import GATEWAY, PRESET_ROOTS, envoy_dirs, kustomize_dirs, relative
 from tests.presets.pki import CertificateAuthority
 from tests.presets.podfiles import materialize
 from tests.support.envoy import validate_config
 from tests.support.k8s import load_yaml_documents
+from tests.support.kustomize import build, resource_files
 
 pytestmark = pytest.mark.envoy
 

@@ -41,10 +41,10 @@ from tests.presets.bootstrap import (
     set_admin_port,
     write_bootstrap,
 )
-from tests.presets.kustomize import build
 from tests.presets.paths import GATEWAY
 from tests.presets.podfiles import PodFiles, materialize
 from tests.support.envoy import EnvoyProcess, free_port, running_envoy
+from tests.support.kustomize import build
 
 pytestmark = pytest.mark.envoy
 

@@ -31,11 +31,11 @@ from tests.presets.bootstrap import (
     set_admin_port,
     write_bootstrap,
 )
-from tests.presets.kustomize import build
 from tests.presets.paths import INGRESS
 from tests.presets.pki import CertificateAuthority
 from tests.presets.podfiles import KubeletVolume, materialize
 from tests.support.envoy import EnvoyProcess, free_port, running_envoy
+from tests.support.kustomize import build
 
 pytestmark = pytest.mark.envoy
 

@@ -18,13 +18,6 @@ from typing import Any
 
 import pytest
 
-from tests.presets.kustomize import (
-    KUSTOMIZATION,
-    kubectl_build,
-    patch_files,
-    resource_files,
-    structural_build,
-)
 from tests.presets.paths import GATEWAY, INGRESS, PRESET_ROOTS, relative
 from tests.support.k8s import (
     CRD_DIR,
@@ -35,6 +28,13 @@ from tests.support.k8s import (
     load_yaml_documents,
     validate_against_crd,
     validate_core,
+)
+from tests.support.kustomize import (
+    KUSTOMIZATION,
+    kubectl_build,
+    patch_files,
+    resource_files,
+    structural_build,
 )
 
 YAML_FILES = sorted(path for root in PRESET_ROOTS for path in root.rglob("*.yaml"))

@@ -15,7 +15,6 @@ import pytest
 import yaml
 
 from tests.presets.bootstrap import cluster, http_connection_manager, http_filter, listener
-from tests.presets.kustomize import build
 from tests.presets.paths import (
     ENVOY_IMAGE,
     GATEWAY,
@@ -26,6 +25,7 @@ from tests.presets.paths import (
 )
 from tests.presets.podfiles import find_object
 from tests.support.k8s import load_yaml_documents
+from tests.support.kustomize import build
 
 ENVOY_DIRS = envoy_dirs()
 RATELIMIT = "envoy.filters.http.local_ratelimit"

@@ -1,12 +1,14 @@
-"""Build the presets' kustomizations: with ``kubectl kustomize`` when it is installed,
-otherwise with a small structural builder that covers what the presets use.
+"""Build the project's kustomizations: with ``kubectl kustomize`` when it is installed,
+otherwise with a small structural builder that covers what the manifests use (CI's fresh
+machine has no kubectl).
 
 The structural builder (:func:`structural_build`) understands ``resources`` (files and
-directories holding a kustomization), ``namespace``, ``labels`` (metadata labels only)
-and ``patches`` given by ``path`` (strategic merge: maps merged key by key, lists of
-named maps merged by ``name``). Any other key is refused, so a kustomization that grows
-past it fails loudly instead of being built wrongly. When kubectl is present the tests
-compare both builders, which keeps the fallback honest.
+directories holding a kustomization), ``namespace``, ``labels`` (metadata labels only),
+``images`` (name/tag rules on the containers of pod templates) and ``patches`` given by
+``path`` (strategic merge: maps merged key by key, lists of named maps merged by ``name``).
+Any other key is refused, so a kustomization that grows past it fails loudly instead of being
+built wrongly. When kubectl is present the tests compare both builders, which keeps the
+fallback honest.
 """
 
 from __future__ import annotations
@@ -29,13 +31,22 @@ __all__ = [
     "patch_files",
     "read_kustomization",
     "resource_files",
+    "retag",
     "structural_build",
 ]
 
 KUSTOMIZATION = "kustomization.yaml"
-_KNOWN_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "patches"}
-# Kinds the namespace transformer leaves alone (cluster-scoped ones the presets use).
-_CLUSTER_SCOPED = {"Namespace", "GatewayClass", "ClusterRole", "ClusterRoleBinding"}
+_KNOWN_KEYS = {"apiVersion", "kind", "namespace", "labels", "resources", "patches", "images"}
+# Kinds the namespace transformer leaves alone (the cluster-scoped ones the manifests use).
+_CLUSTER_SCOPED = {
+    "Namespace",
+    "GatewayClass",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    "ValidatingWebhookConfiguration",
+    "PriorityClass",
+}
 
 
 class KustomizeError(Exception):
@@ -114,6 +125,25 @@ def _merge(base: Any, patch: Any) -> Any:
     return copy.deepcopy(patch)
 
 
+def retag(image: str, rules: list[dict[str, str]]) -> str:
+    """Apply kustomize ``images:`` rules to one image reference (tags only, no digests)."""
+    name, _, tag = image.rpartition(":") if ":" in image.split("/")[-1] else (image, "", "")
+    for rule in rules:
+        if rule["name"] == name:
+            return f"{rule.get('newName', name)}:{rule.get('newTag', tag)}"
+    return image
+
+
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any] | None:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "Pod":
+        return spec
+    if obj.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template = spec.get("template")
+    return (template.get("spec") or {}) if isinstance(template, dict) else None
+
+
 def _identity(obj: dict[str, Any]) -> tuple[str, str]:
     return str(obj.get("kind")), str((obj.get("metadata") or {}).get("name"))
 
@@ -147,6 +177,12 @@ def structural_build(directory: Path) -> list[dict[str, Any]]:
         for obj in objects:
             if obj.get("kind") not in _CLUSTER_SCOPED:
                 obj.setdefault("metadata", {})["namespace"] = namespace
+    rules = _entries(kustomization, "images", directory)
+    for obj in objects if rules else []:
+        spec = _pod_spec(obj)
+        for key in ("containers", "initContainers"):
+            for container in (spec or {}).get(key) or []:
+                container["image"] = retag(container["image"], rules)
     return objects
 
 
