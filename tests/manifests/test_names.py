@@ -189,6 +189,9 @@ def test_injector_readme_names_what_the_manifests_name() -> None:
 def test_injector_config_map_holds_the_documented_defaults_and_policy() -> None:
     config_map = documents.one(OBJECTS, "ConfigMap", "envoy-injector-config")
     config = yaml.safe_load(config_map["data"]["config.yaml"])
+    # The Envoy bootstrap the controller writes is today's sidecar example, word for word.
+    demo = documents.one(documents.objects(documents.SIDECAR), "ConfigMap", "envoy-config")
+    assert config.pop("bootstrap") == yaml.safe_load(demo["data"]["envoy.yaml"])
     assert config == {
         "sidecar": {
             "image": "envoyproxy/envoy:v1.40.0",
