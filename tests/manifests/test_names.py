@@ -153,10 +153,14 @@ def test_rbac_names_exactly_the_secrets_and_webhook_configuration_the_job_writes
 
 def test_deployment_and_jobs_use_the_service_accounts_that_are_shipped() -> None:
     accounts = {m.name for m in OBJECTS if m.kind == "ServiceAccount"}
-    assert accounts == {"envoy-injector", "envoy-injector-certs"}
+    assert accounts == {"envoy-injector", "envoy-injector-certs", "envoy-injector-controller"}
     assert webhook_pod()["serviceAccountName"] == "envoy-injector"
     for _, pod in cert_pods():
         assert pod["serviceAccountName"] in accounts
+    controller = documents.one(OBJECTS, "Deployment", "envoy-injector-controller")
+    assert controller["spec"]["template"]["spec"]["serviceAccountName"] == (
+        "envoy-injector-controller"
+    )
 
 
 def test_every_injector_container_runs_the_one_image() -> None:
