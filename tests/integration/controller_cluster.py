@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from kubeapi import client as kubeapi, credentials, errors as kerrors
-from tests.support.controller import write_kubeconfig
+from tests.support.controller import stop_process, write_kubeconfig
 from tests.support.envoy import free_port
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,15 +77,6 @@ def _run(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextmanager
 def running_cluster(directory: Path) -> Iterator[Cluster]:
     found = _binaries()
@@ -134,5 +125,5 @@ def running_cluster(directory: Path) -> Iterator[Cluster]:
         _wait_ready(admin, api_proc, directory / "apiserver.log")
         yield Cluster(server, keys / "serving.crt", directory, admin)
     finally:
-        _stop(api_proc)
-        _stop(etcd_proc)
+        stop_process(api_proc)
+        stop_process(etcd_proc)
