@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
+from controller import lease
 from kubeapi import client as kubeapi, credentials, errors as kerrors
 from tests.integration.controller_cluster import Cluster, running_cluster
 from tests.manifests import documents
@@ -267,3 +268,52 @@ def test_two_replicas_one_writes_and_the_other_takes_over(
         assert (
             second.metric("envoy_injector_controller_configmap_writes_total", action="created") == 1
         )
+
+
+def test_a_standby_takes_an_expired_lease_by_its_own_clock_and_the_old_leader_steps_down(
+    cluster: Cluster, as_controller: kubeapi.Client
+) -> None:
+    now = {"a": 1000.0, "b": 5000.0}  # two nodes whose clocks disagree wildly
+    changes: list[tuple[str, bool]] = []
+
+    def elector(who: str) -> lease.Elector:
+        return lease.Elector(
+            as_controller,
+            namespace="envoy-injector",
+            name="clock-test",
+            identity=who,
+            on_change=lambda leading: changes.append((who, leading)),
+            clock=lambda: now[who],
+        )
+
+    cluster.admin.create(  # the Role names only the controller's Lease: the test's own is extra
+        kubeapi.path("rbac.authorization.k8s.io/v1", "roles", namespace="envoy-injector"),
+        {"metadata": {"name": "clock-test"}, "rules": [{"apiGroups": ["coordination.k8s.io"],
+         "resources": ["leases"], "resourceNames": ["clock-test"], "verbs": ["get", "update"]}]},
+    )  # fmt: skip
+    cluster.admin.create(
+        kubeapi.path("rbac.authorization.k8s.io/v1", "rolebindings", namespace="envoy-injector"),
+        {"metadata": {"name": "clock-test"},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "clock-test"},
+         "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": "envoy-injector"}]},
+    )  # fmt: skip
+    a, b = elector("a"), elector("b")
+    wait_for("a leads", lambda: (a.step(), a.leading)[1])
+    b.step()
+    assert not b.leading
+    now["b"] += lease.LEASE_SECONDS - 1  # a renews no more; b has not waited long enough
+    b.step()
+    assert not b.leading
+    now["b"] += 1
+    b.step()
+    assert b.leading
+    a.step()  # a comes back: the record changed hands, so it stands by
+    assert not a.leading
+    assert changes == [("a", True), ("b", True), ("a", False)]
+    record = cluster.admin.get(
+        kubeapi.path(
+            "coordination.k8s.io/v1", "leases", namespace="envoy-injector", name="clock-test"
+        )
+    )
+    assert record["spec"]["holderIdentity"] == "b"
+    assert record["spec"]["leaseTransitions"] == 1
