@@ -297,18 +297,18 @@ def test_a_standby_takes_an_expired_lease_by_its_own_clock_and_the_old_leader_st
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "clock-test"},
          "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": "envoy-injector"}]},
     )  # fmt: skip
+    def leads(candidate: lease.Elector) -> bool:
+        candidate.step()
+        return candidate.leading
+
     a, b = elector("a"), elector("b")
-    wait_for("a leads", lambda: (a.step(), a.leading)[1])
-    b.step()
-    assert not b.leading
+    wait_for("a leads", lambda: leads(a))
+    assert not leads(b)
     now["b"] += lease.LEASE_SECONDS - 1  # a renews no more; b has not waited long enough
-    b.step()
-    assert not b.leading
+    assert not leads(b)
     now["b"] += 1
-    b.step()
-    assert b.leading
-    a.step()  # a comes back: the record changed hands, so it stands by
-    assert not a.leading
+    assert leads(b)
+    assert not leads(a)  # a comes back: the record changed hands, so it stands by
     assert changes == [("a", True), ("b", True), ("a", False)]
     record = cluster.admin.get(
         kubeapi.path(
