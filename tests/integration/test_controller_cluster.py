@@ -297,6 +297,7 @@ def test_a_standby_takes_an_expired_lease_by_its_own_clock_and_the_old_leader_st
          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "clock-test"},
          "subjects": [{"kind": "ServiceAccount", "name": ACCOUNT, "namespace": "envoy-injector"}]},
     )  # fmt: skip
+
     def leads(candidate: lease.Elector) -> bool:
         candidate.step()
         return candidate.leading
