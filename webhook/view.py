@@ -6,9 +6,10 @@ raw Pod's shape holding only the fields the core and the log line read (names, l
 annotations, owners; containers' names, ports, resources and restartPolicy; volume names;
 hostNetwork, os, terminationGracePeriodSeconds and Pod-level resources), so the pure core is
 unchanged. A field the core starts to read must be added here: the property test that compares
-this view's answers with a full decode's, on Pods that carry every such field, says when. It is safe because ops are explicit adds at positions these fields decide;
-nothing is computed by diffing or re-serialising the object. Absent fields stay absent; a
-field of an unexpected type makes ``parse`` return None, and the caller decodes everything.
+this view's answers with a full decode's, on Pods that carry every such field, says when.
+It is safe because ops are explicit adds at positions these fields decide; nothing is computed
+by diffing or re-serialising the object. Absent fields stay absent; a field of an unexpected
+type makes ``parse`` return None, and the caller decodes everything.
 """
 
 from __future__ import annotations
