@@ -36,3 +36,7 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# The test control plane (etcd + kube-apiserver + kube-controller-manager), started on demand.
+pytest_plugins = ["tests.support.cluster.fixtures"]
