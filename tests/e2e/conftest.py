@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from tests.support import server
-from tests.support.cluster import kube
+from tests.support.cluster import kube, record
 from tests.support.cluster.controlplane import ControlPlane
 
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -53,6 +53,7 @@ class Injector:
     host: str
     tls: server.TLSFiles
     tmp: Path
+    cluster: Path  # the control plane's directory (its record)
 
     @contextlib.contextmanager
     def webhook(self, *, env: dict[str, str] | None = None) -> Iterator[server.Server]:
@@ -60,6 +61,8 @@ class Injector:
         with server.running_server(
             self.tmp, files=self.tls, host=self.host, port=443, env=env
         ) as running:
+            # A killed test run leaves no webhook behind: the next run's sweep stops it.
+            record.Record(self.cluster).adopt("webhook", running.process.pid, stop_timeout=5)
             yield running
 
 
@@ -132,7 +135,7 @@ def installed(
     tls = server.TLSFiles(tmp / "ca.crt", tmp / "tls.crt", tmp / "tls.key")
     for path, key in ((tls.ca, "ca.crt"), (tls.cert, "tls.crt"), (tls.key, "tls.key")):
         path.write_bytes(base64.b64decode(secret["data"][key]))
-    return Injector(kubectl, host, tls, tmp)
+    return Injector(kubectl, host, tls, tmp, control_plane.directory)
 
 
 @pytest.fixture(scope="session")

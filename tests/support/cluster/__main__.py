@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from tests.support import tools
 from tests.support.cluster import binaries, controlplane, record
 
 
@@ -66,6 +68,10 @@ def _up(directory: Path, name: str, say: Callable[[str], None]) -> int:
         raise
     say(f"# API server {plane.server}; logs in {directory / 'logs'}")
     say(f"export KUBECONFIG={plane.kubeconfig}")
+    try:
+        say(f"# kubectl: {tools.kubectl()}")
+    except (OSError, subprocess.CalledProcessError) as error:
+        say(f"# kubectl: not installed ({error})")
     return 0
 
 

@@ -138,6 +138,11 @@ class Record:
         )
         return process
 
+    def adopt(self, name: str, pid: int, *, stop_timeout: float) -> None:
+        """Record a process started elsewhere (a test's webhook), so a sweep stops it too."""
+        entry = {"kind": "process", "name": name, "pid": pid, "stop_timeout": stop_timeout}
+        self.add({**entry, "started": start_time(pid)})
+
     def processes(self) -> Iterator[Entry]:
         return (entry for entry in self.entries if entry["kind"] == "process")
 
