@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import os
 import signal
@@ -122,14 +123,15 @@ def test_sigterm_mid_load_lets_every_call_answered_before_it_succeed_and_refuses
     created, refused = run.created, run.refused
     assert len(created) + len(refused) == len(run.results) == PODS
     assert all(run.results[name].injected for name in created)
-    assert run.before <= created, sorted(run.before - created)
+    assert run.before <= created, [run.results[name] for name in sorted(run.before - created)]
     assert created <= run.before | run.after, sorted(created - run.before - run.after)
     assert refused, "the signal came too late to refuse anything"
     messages = {run.results[name].message for name in refused}
     assert all(f'failed calling webhook "{WEBHOOK_NAME}"' in m for m in messages), messages
     assert run.exit_code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal after draining
     dropped = sorted(run.after - created)
-    kinds = sorted({m.rsplit(": ", 1)[-1] for m in messages})
+    causes = collections.Counter(run.results[n].message.rsplit(": ", 1)[-1] for n in refused)
+    kinds = [f"{count} {cause}" for cause, count in sorted(causes.items())]
     figures.append(
         f"SIGTERM after {PODS // 4} of {PODS} results ({run.elapsed:.1f} s in all): "
         f"{len(created)} created, all injected ({len(run.before)} answered before the signal, "
@@ -141,12 +143,17 @@ def test_sigterm_mid_load_lets_every_call_answered_before_it_succeed_and_refuses
 
 @pytest.mark.xfail(
     strict=False,
-    reason="product bug: after SIGTERM, reviews arriving on the API server's open keep-alive "
-    "connections are still processed, logged and counted as injected, but the connection is "
-    "closed under them, so the API server reads EOF and refuses the Pod (2-5 of 400 here)",
+    reason="product bug: on SIGTERM the server closes its idle keep-alive connections at once, "
+    "while kube-apiserver is sending the next review on them: the API server reads EOF or "
+    "'server closed idle connection' (reviews it does not resend: POST) and refuses the Pod, and "
+    "a review already read is answered into the closed connection (logged as injected, lost)",
 )
-def test_sigterm_never_drops_an_answer_the_webhook_computed(sigterm_run: SigtermRun) -> None:
-    assert sorted(sigterm_run.after - sigterm_run.created) == []
+def test_sigterm_closes_no_connection_under_a_review(sigterm_run: SigtermRun) -> None:
+    """Refusals after the signal should all be clean ones (the listener is closed, nothing
+    else), and no answer the webhook computed should be lost."""
+    messages = [sigterm_run.results[name].message for name in sorted(sigterm_run.refused)]
+    unclean = [m for m in messages if not m.endswith("connect: connection refused")]
+    assert (sorted(sigterm_run.after - sigterm_run.created), unclean[:3]) == ([], [])
 
 
 def _epoch(stamp: str) -> float:
