@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,7 +69,7 @@ def _up(directory: Path, name: str, say: Callable[[str], None]) -> int:
     say(f"export KUBECONFIG={plane.kubeconfig}")
     try:
         say(f"# kubectl: {tools.kubectl()}")
-    except (OSError, subprocess.CalledProcessError) as error:
+    except tools.ToolError as error:
         say(f"# kubectl: not installed ({error})")
     return 0
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from tests.support.cluster import record
+from tests.support import tools
 
 REPO: Final = Path(__file__).resolve().parents[3]
 KUBE_BINARIES_SCRIPT: Final = REPO / "scripts" / "kube-binaries"
@@ -47,7 +47,7 @@ def kube_version() -> str:
 
 
 def kube_bin() -> Path:
-    return record.cache_root() / "kube" / kube_version() / "bin"
+    return tools.cache_dir() / "kube" / kube_version() / "bin"
 
 
 def find_etcd() -> Path | None:

@@ -43,7 +43,7 @@ def control_plane() -> Iterator[controlplane.ControlPlane]:
 
 @pytest.fixture(scope="session")
 def kubectl(control_plane: controlplane.ControlPlane) -> kube.Kubectl:
-    return kube.Kubectl(tools.kubectl(), control_plane.kubeconfig)
+    return kube.Kubectl(str(tools.kubectl()), control_plane.kubeconfig)
 
 
 @pytest.fixture(scope="session")

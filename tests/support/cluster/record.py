@@ -24,6 +24,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+from tests.support import tools
+
 RECORD: Final = "record.json"
 
 Entry = dict[str, Any]
@@ -37,15 +39,8 @@ def register(kind: str, undo: Callable[[Entry], None]) -> None:
     UNDO[kind] = undo
 
 
-def cache_root() -> Path:
-    cache = os.environ.get("ENVOY_INJECTOR_CACHE") or str(
-        Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "envoy-injector"
-    )
-    return Path(cache)
-
-
 def clusters_root() -> Path:
-    return cache_root() / "clusters"
+    return tools.cache_dir() / "clusters"
 
 
 def start_time(pid: int) -> int | None:
