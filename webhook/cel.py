@@ -63,7 +63,9 @@ class Field:
 
 def _anchored(pattern: re.Pattern[str], max_size: int) -> Callable[[str], str]:
     # The webhook's own regular expression; CEL's matches() is a search, fullmatch needs anchors.
-    return lambda v: f"size({v}) <= {max_size} && {v}.matches({quote('^(?:' + pattern.pattern + ')$')})"
+    return lambda v: (
+        f"size({v}) <= {max_size} && {v}.matches({quote('^(?:' + pattern.pattern + ')$')})"
+    )
 
 
 def _number(low: int, high: int) -> Callable[[str], str]:
@@ -88,12 +90,12 @@ QUANTITY: Final = Field(
 # Which Field checks each annotation of overrides.TABLE (a test keeps the two key sets equal).
 OVERRIDES: Final[Mapping[str, Field]] = {
     "inject": BOOL,
-    "image": Field(_anchored(overrides._IMAGE, 512)),  # noqa: SLF001 - the webhook's own pattern
+    "image": Field(_anchored(overrides._IMAGE, 512)),
     "proxy-port": PORT,
     "app-port": PORT,
     "admin-port": PORT,
-    "config-map": Field(_anchored(overrides._DNS_SUBDOMAIN, 253)),  # noqa: SLF001 - same
-    "service-cluster": Field(_anchored(overrides._CLUSTER, 253)),  # noqa: SLF001 - same
+    "config-map": Field(_anchored(overrides._DNS_SUBDOMAIN, 253)),
+    "service-cluster": Field(_anchored(overrides._CLUSTER, 253)),
     "cpu-request": QUANTITY,
     "cpu-limit": QUANTITY,
     "memory-request": QUANTITY,
@@ -314,13 +316,13 @@ def _cluster(defaults: SidecarSpec) -> str:
 # --- what the webhook refuses, in its order ----------------------------------------------------
 
 
-def problems(defaults: SidecarSpec, policy: Policy) -> list[tuple[str, str]]:
+def problems(policy: Policy) -> list[tuple[str, str]]:
     """CEL variables, each a list of the webhook's problems of one kind (AnnotationError first,
     then PolicyViolation, NameClash, PortClash: the webhook raises the first that has any)."""
     names = sorted(overrides.TABLE)
     return [
         ("invalid", " + ".join(invalid(name) for name in names)),
-        ("conflicts", " + ".join(_conflicts(defaults))),
+        ("conflicts", " + ".join(_conflicts())),
         ("forbidden", " + ".join(_forbidden(policy))),
         ("nameClash", _name_clash()),
         ("portClash", _port_clash()),
@@ -331,7 +333,7 @@ def _compare(a: str, b: str) -> str:
     return f"quantity({a}).compareTo(quantity({b})) > 0"
 
 
-def _conflicts(defaults: SidecarSpec) -> list[str]:
+def _conflicts() -> list[str]:
     hold = (
         f"({given('hold-application')} && {ann('hold-application')} == 'true' && "
         f"{given('native-sidecar')} && {ann('native-sidecar')} == 'false' ? ["
@@ -413,7 +415,8 @@ def _name_clash() -> str:
     )
     c, v = f"a container named {CONTAINER_NAME!r}", f"a volume named {VOLUME_NAME!r}"
     return (
-        f"{container_taken} && {volume_taken} ? [{quote('the Pod already has ' + c + ' and ' + v + tail)}] : "
+        f"{container_taken} && {volume_taken} ? "
+        f"[{quote('the Pod already has ' + c + ' and ' + v + tail)}] : "
         f"{container_taken} ? [{quote('the Pod already has ' + c + tail)}] : "
         f"{volume_taken} ? [{quote('the Pod already has ' + v + tail)}] : []"
     )
@@ -427,7 +430,7 @@ def _port_clash() -> str:
     )
     one = (
         "c.?ports.orValue([]).filter(p, p.?protocol.orValue('TCP') == 'TCP' && "
-        f"(p.containerPort == {p} || p.containerPort == {d})).map(p, \"container '\" + c.name + "
+        f'(p.containerPort == {p} || p.containerPort == {d})).map(p, "container \'" + c.name + '
         f"\"' declares port \" + string(p.containerPort) + ', where the Envoy sidecar listens (' "
         f"+ {where} + ')').join('; ')"
     )
@@ -447,7 +450,8 @@ SKIPS: Final = {
     # inject.SkipReason value -> CEL that is true when the Pod is NOT skipped for it.
     "annotation_disabled": f"object.metadata.?annotations[?{quote(ANNOTATION_PREFIX + 'inject')}]"
     ".orValue('') != 'false'",
-    "already_injected": f"!({quote(STATUS_ANNOTATION)} in object.metadata.?annotations.orValue({{}}))",
+    "already_injected": f"!({quote(STATUS_ANNOTATION)} in "
+    "object.metadata.?annotations.orValue({}))",
     "host_network": "!object.spec.?hostNetwork.orValue(false)",
     "windows_pod": "object.spec.?os.?name.orValue('') != 'windows'",
 }

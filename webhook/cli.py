@@ -1,4 +1,4 @@
-"""envoy-injector: serve | inject | policy | certs. Thin: parse flags, call the library, map errors once."""
+"""envoy-injector: serve | inject | policy | certs. Thin: parse flags, call the library."""
 
 from __future__ import annotations
 

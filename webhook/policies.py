@@ -20,7 +20,7 @@ from typing import Any, Final
 import yaml
 
 from webhook import cel, inject, overrides
-from webhook.spec import INJECT_LABEL, Policy, SidecarSpec
+from webhook.spec import INJECT_LABEL, STATUS_ANNOTATION, Policy, SidecarSpec
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
 NAME: Final = "envoy-injector"
@@ -74,7 +74,7 @@ def _skips() -> list[JSONDict]:
 def variables(defaults: SidecarSpec, policy: Policy) -> list[JSONDict]:
     found = [("annotations", "object.metadata.?annotations.orValue({})")]
     found += cel.values(defaults)
-    found += cel.problems(defaults, policy)
+    found += cel.problems(policy)
     found.append(
         (
             "ok",
@@ -93,7 +93,7 @@ def _patch() -> str:
     init = cel.container("Object.spec.initContainers", native=True)
     regular = cel.container("Object.spec.containers", native=False)
     volume = cel.volume()
-    status_key = f"jsonpatch.escapeKey({cel.quote(inject.STATUS_ANNOTATION)})"
+    status_key = f"jsonpatch.escapeKey({cel.quote(STATUS_ANNOTATION)})"
     # Absent arrays are added empty first, then the item: a list of typed objects as a patch
     # value panics kube-apiserver 1.36.3 (cel-go's list ConvertToNative to structpb.Value).
     return (

@@ -114,16 +114,23 @@ def overrides() -> Iterator[Case]:
         _annotated(**{"proxy-port": "x", "log-level": "loud", "cpu-limit": "?", "config-map": "c"}),
     )
     yield Case("port-without-config-map-warns", _annotated(**{"proxy-port": "15001"}))
-    yield Case("unknown-annotation-warns", _annotated(**{"colour": "blue"}))
+    yield Case("unknown-annotation-warns", _annotated(colour="blue"))
     yield Case("image-from-another-registry", _annotated(image="docker.io/evil/envoy:1"))
     yield Case("cpu-above-ceiling", _annotated(**{"cpu-limit": "3"}))
-    yield Case("memory-above-ceiling", _annotated(**{"memory-request": "2Gi", "memory-limit": "4Gi"}))
+    yield Case(
+        "memory-above-ceiling", _annotated(**{"memory-request": "2Gi", "memory-limit": "4Gi"})
+    )
     yield Case("request-above-limit", _annotated(**{"cpu-request": "800m"}))
     yield Case("ports-equal", _annotated(**{"admin-port": "10000", "config-map": "own"}))
-    yield Case("hold-without-native", _annotated(**{"hold-application": "true", "native-sidecar": "false"}))
+    yield Case(
+        "hold-without-native", _annotated(**{"hold-application": "true", "native-sidecar": "false"})
+    )
     yield Case("hold-application", _annotated(**{"hold-application": "true"}))
     yield Case("native-false", _annotated(**{"native-sidecar": "false"}))
-    yield Case("quantities", _annotated(**{"cpu-limit": "1.5", "memory-limit": "1e9", "memory-request": ".5Gi"}))
+    yield Case(
+        "quantities",
+        _annotated(**{"cpu-limit": "1.5", "memory-limit": "1e9", "memory-request": ".5Gi"}),
+    )
     yield Case("inject-false", _annotated(inject="false"))
     yield Case("inject-true", _annotated(inject="true"))
     yield Case("already-injected", make_pod(annotations={P + "status": "{}"}))
@@ -141,7 +148,11 @@ def overrides() -> Iterator[Case]:
         "volume-name-clash",
         make_pod(volumes=[{"name": "envoy-config-volume", "emptyDir": {}}]),
     )
-    ports = [{"containerPort": 10000}, {"containerPort": 9901}, {"containerPort": 9901, "protocol": "UDP"}]
+    ports = [
+        {"containerPort": 10000},
+        {"containerPort": 9901},
+        {"containerPort": 9901, "protocol": "UDP"},
+    ]
     yield Case("port-clash", make_pod(containers=[{"name": "app", "image": "a:1", "ports": ports}]))
     yield Case(
         "port-moved-with-config-map",

@@ -103,13 +103,15 @@ def test_every_skip_reason_is_a_selector_or_a_match_condition() -> None:
         inject.SkipReason.LABEL_DISABLED,  # objectSelector
     }
     assert set(cel.SKIPS) == {str(r) for r in inject.SkipReason} - {str(r) for r in by_selector}
-    conditions = [c["name"] for c in policies.mutating(SidecarSpec(), Policy())["spec"]["matchConditions"]]
+    conditions = [
+        c["name"] for c in policies.mutating(SidecarSpec(), Policy())["spec"]["matchConditions"]
+    ]
     assert conditions == [f"not-{r.replace('_', '-')}" for r in cel.SKIPS]
 
 
 def test_an_override_the_operator_forbids_is_refused_with_the_webhooks_words() -> None:
     policy = Policy(allowed_overrides=frozenset({"inject"}))
-    (forbidden,) = [v for n, v in cel.problems(SidecarSpec(), policy) if n == "forbidden"]
+    (forbidden,) = [v for n, v in cel.problems(policy) if n == "forbidden"]
     assert "overriding cpu-limit is not allowed by the injector's policy (allowed: inject)" in (
         forbidden
     )
@@ -118,7 +120,7 @@ def test_an_override_the_operator_forbids_is_refused_with_the_webhooks_words() -
 
 def test_no_ceiling_means_no_ceiling_check() -> None:
     policy = Policy(max_cpu=None, max_memory=None)
-    (forbidden,) = [v for n, v in cel.problems(SidecarSpec(), policy) if n == "forbidden"]
+    (forbidden,) = [v for n, v in cel.problems(policy) if n == "forbidden"]
     assert "ceiling" not in forbidden
 
 
