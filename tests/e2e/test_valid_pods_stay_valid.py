@@ -16,6 +16,7 @@ import copy
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Final
 
 import httpx
@@ -30,7 +31,7 @@ from tests.support.cluster import kube
 OUR_DENIAL: Final = re.compile(r'admission webhook "sidecar\.envoy-inject\.io" denied the request')
 OURS: Final = ("envoy-sidecar", "envoy-config-volume")
 
-LIMIT_RANGE: Final = {
+LIMIT_RANGE: Final[dict[str, Any]] = {
     "apiVersion": "v1",
     "kind": "LimitRange",
     "metadata": {"name": "team-limits"},
@@ -48,7 +49,7 @@ LIMIT_RANGE: Final = {
         ]
     },
 }
-QUOTA: Final = {
+QUOTA: Final[dict[str, Any]] = {
     "apiVersion": "v1",
     "kind": "ResourceQuota",
     "metadata": {"name": "team-quota"},
@@ -63,7 +64,7 @@ QUOTA: Final = {
     },
 }
 # A quota makes every container state what it tracks: these defaults let plain Pods do so.
-QUOTA_DEFAULTS: Final = {
+QUOTA_DEFAULTS: Final[dict[str, Any]] = {
     "apiVersion": "v1",
     "kind": "LimitRange",
     "metadata": {"name": "quota-defaults"},
@@ -77,7 +78,7 @@ QUOTA_DEFAULTS: Final = {
         ]
     },
 }
-SETTINGS: Final = {
+SETTINGS: Final[dict[str, list[dict[str, Any]]]] = {
     "plain": [],
     "limits": [LIMIT_RANGE],
     "quota": [QUOTA, QUOTA_DEFAULTS],
@@ -156,6 +157,14 @@ def _reason(message: str) -> str:
     return message[:80]
 
 
+def _exists(api: httpx.Client, path: str) -> bool:
+    return api.get(path).status_code == 200
+
+
+def _quota_counted(api: httpx.Client, path: str) -> bool:
+    return bool(api.get(path).json().get("status", {}).get("hard"))
+
+
 @pytest.fixture(scope="module")
 def pairs(
     installed: Injector, kubectl: kube.Kubectl, api: httpx.Client, figures: list[str]
@@ -174,24 +183,13 @@ def pairs(
                 kubectl.apply(
                     yaml.safe_dump({**obj, "metadata": {**obj["metadata"], "namespace": name}})
                 )
-            kube.eventually(
-                lambda n=name: (
-                    api.get(f"/api/v1/namespaces/{n}/serviceaccounts/default").status_code == 200
-                ),
-                f"ServiceAccount {name}/default",
-            )
+            account = f"/api/v1/namespaces/{name}/serviceaccounts/default"
+            kube.eventually(partial(_exists, api, account), f"ServiceAccount {name}/default")
         namespaces[setting] = names
     # The quota admits nothing until the quota controller has filled in its status.
     for name in namespaces["quota"]:
-        kube.eventually(
-            lambda n=name: (
-                api.get(f"/api/v1/namespaces/{n}/resourcequotas/team-quota")
-                .json()
-                .get("status", {})
-                .get("hard")
-            ),
-            f"ResourceQuota {name}/team-quota status",
-        )
+        quota = f"/api/v1/namespaces/{name}/resourcequotas/team-quota"
+        kube.eventually(partial(_quota_counted, api, quota), f"ResourceQuota {name} status")
     # The webhook watches LimitRanges and quotas with the cluster's kubeconfig, as it does in a
     # Pod with its ServiceAccount.
     with installed.webhook(args=("--kubeconfig", str(kubectl.kubeconfig))):
