@@ -46,6 +46,7 @@ class AppState:
     reloader: CertReloader | None = None
     namespaces: namespace_limits.NamespaceLimits | None = None
     in_flight: int = 0
+    draining: bool = False  # stopping: each answer closes its connection (see shutdown.py)
     config_digest: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -123,6 +124,8 @@ class WebhookApp:
         started = time.perf_counter()
         reply = await self._reply(scope, receive)
         extra = [(b"allow", b"POST")] if reply.status == 405 else []
+        if self.state.draining:
+            extra.append((b"connection", b"close"))
         await send(
             {
                 "type": "http.response.start",

@@ -147,6 +147,7 @@ def serve(settings: Settings, out: TextIO) -> int:
 
     from webhook.app import create_app, on_cert_change
     from webhook.metrics import create_metrics
+    from webhook.shutdown import DrainingServer
     from webhook.tls import CertReloader
 
     logs.configure(settings.log_format, settings.log_level)
@@ -195,7 +196,11 @@ def serve(settings: Settings, out: TextIO) -> int:
         server_header=False,
         lifespan="on",
     )
-    uvicorn.Server(config).run()
+
+    def drain() -> None:
+        app.state.draining = True
+
+    DrainingServer(config, drain_seconds=settings.drain_seconds, on_drain=drain).run()
     return 0
 
 

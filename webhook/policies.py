@@ -121,8 +121,8 @@ def mutating(defaults: SidecarSpec, policy: Policy) -> JSONDict:
         "spec": {
             # As the webhook's failurePolicy: a Pod the policy cannot evaluate is not created.
             "failurePolicy": "Fail",
-            # Run again after later mutations (as the webhook); the status annotation stops it.
-            "reinvocationPolicy": "IfNeeded",
+            # Once per Pod, as the webhook: a second run could only be a no-op (status annotation).
+            "reinvocationPolicy": "Never",
             "matchConstraints": _PODS,
             "matchConditions": _skips(),
             "variables": variables(defaults, policy),

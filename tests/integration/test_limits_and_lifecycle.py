@@ -230,6 +230,30 @@ def test_sigterm_during_a_burst_answers_every_request_sent_before_it(tmp_path: P
     )
 
 
+def test_after_sigterm_an_idle_keep_alive_connection_is_still_answered_then_closed(
+    tmp_path: Path,
+) -> None:
+    """kube-apiserver may write its next review on an idle connection just as we stop: that
+    review is answered, with Connection: close, and only then is the connection closed."""
+    with running_server(tmp_path, env={"ENVOY_INJECTOR_DRAIN_SECONDS": "3"}) as server:
+        tls = _tls(server)
+        with tls:
+            tls.sendall(_head(len(PAYLOAD)) + PAYLOAD)
+            assert _read_response(tls)[0] == 200  # now idle, kept alive
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server is stopping; the connection is still open
+            tls.sendall(_head(len(PAYLOAD)) + PAYLOAD)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = tls.recv(65536)
+                assert chunk, f"closed under a review: {head!r}"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"connection: close" in head.lower()
+        assert server.process.wait(timeout=25) in (0, -signal.SIGTERM)
+    assert "draining" in server.log_text()
+
+
 def test_a_config_change_is_applied_and_a_bad_one_is_refused_keeping_the_last(
     tmp_path: Path,
 ) -> None:

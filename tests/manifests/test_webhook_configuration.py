@@ -66,10 +66,10 @@ def test_there_is_one_webhook_named_for_the_sidecar() -> None:
     [
         ("admissionReviewVersions", ["v1"]),
         ("sideEffects", "None"),
-        ("reinvocationPolicy", "IfNeeded"),
+        ("reinvocationPolicy", "Never"),
         ("failurePolicy", "Fail"),
     ],
-    ids=["review-v1-only", "no-side-effects", "reinvoked-if-needed", "fails-closed"],
+    ids=["review-v1-only", "no-side-effects", "called-once", "fails-closed"],
 )
 def test_webhook_field_has_the_documented_value(field: str, expected: Any) -> None:
     assert webhook()[field] == expected
