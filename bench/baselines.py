@@ -2,8 +2,9 @@
 
     python -m bench.baselines bare|fastapi --port N --cert tls.crt --key tls.key --reply FILE
 
-Same uvicorn settings as webhook.cli.serve (uvloop, httptools, keep-alive 120 s, no access
-log, no server header, lifespan on) and the same TLS context (CertReloader's listening
+Same uvicorn settings as webhook.cli.serve (webhook.cli.uvicorn_config: uvloop, httptools,
+keep-alive 120 s, no proxy-headers middleware, no access log, no server header, lifespan on)
+and the same TLS context (CertReloader's listening
 context, whose SNI callback hands each handshake the loaded pair). Both read the whole request
 body and answer one constant, FILE: the bench saves there the very bytes the real /mutate
 answered for the typical pod, so the response size (and its TLS cost) matches.
@@ -25,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from webhook import logs
+from webhook.cli import uvicorn_config
 from webhook.tls import CertReloader
 
 Scope = MutableMapping[str, Any]
@@ -93,22 +95,9 @@ def fastapi_app(constant: bytes) -> FastAPI:
 
 
 def serve(app: ASGIApp | FastAPI, *, host: str, port: int, cert: Path, key: Path) -> None:
-    """uvicorn with the settings of webhook.cli.serve."""
+    """uvicorn exactly as webhook.cli.serve configures it."""
     reloader = CertReloader(cert, key)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        ssl_context_factory=lambda _config, _default: reloader.listening_context(),
-        timeout_keep_alive=120,
-        timeout_graceful_shutdown=20,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-    )
+    config = uvicorn_config(app, host=host, port=port, ssl_context=reloader.listening_context)
     uvicorn.Server(config).run()
 
 

@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from webhook import __version__, errors, mutate, openapi, settings as settings_mod
+from webhook import __version__, errors, logs, mutate, openapi, settings as settings_mod
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
@@ -106,6 +106,7 @@ class WebhookApp:
         self.fastapi = fastapi
         self.app: ASGIApp = fastapi
         self.state = state
+        self.decisions = logs.DecisionLog(log)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -179,8 +180,8 @@ class WebhookApp:
             state.in_flight -= 1
 
     def _record(self, outcome: mutate.Outcome, seconds: float) -> None:
-        self.state.metrics.observe(outcome.label, seconds, outcome.patch_bytes)
-        fields = {
+        self.state.metrics.observe(outcome.kind, outcome.reason, seconds, outcome.patch_bytes)
+        fields: dict[str, Any] = {
             "uid": outcome.uid,
             "namespace": outcome.namespace,
             "pod": outcome.pod,
@@ -201,7 +202,7 @@ class WebhookApp:
                 "admission failed", extra=fields, exc_info=(type(err), err, err.__traceback__)
             )
         else:
-            log.info("admission %s", outcome.label, extra=fields)
+            self.decisions.info(f"admission {outcome.label}", fields, self.loop())
 
 
 def _digest(path: Path | None) -> str:
