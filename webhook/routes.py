@@ -1,0 +1,45 @@
+"""The FastAPI app behind the front: /readyz, /metrics and the OpenAPI description.
+
+It is built on the first request that needs it. Importing FastAPI and pydantic costs more than
+the rest of start-up together, and the front (``app.WebhookApp``) answers /mutate and /healthz
+itself, so a new Pod passes its first probe before any of it is imported; the first /readyz
+probe builds it, before the Pod is Ready and sent any review. /healthz and /mutate are still
+declared here so that the OpenAPI description lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+from webhook import __version__, openapi
+
+
+def build(
+    *, ready: Callable[[], bool], registry: CollectorRegistry, max_body_bytes: int
+) -> FastAPI:
+    app = FastAPI(title="envoy-injector", version=__version__)
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        summary="A valid serving certificate is loaded",
+        responses={503: {"description": "no valid certificate yet"}},
+    )
+    async def readyz(response: Response) -> dict[str, str]:
+        if not ready():
+            response.status_code = 503
+            return {"status": "no valid serving certificate loaded"}
+        return {"status": "ready"}
+
+    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.openapi = openapi.builder(app, max_body_bytes=max_body_bytes)  # type: ignore[method-assign]  # adds /mutate
+    return app
