@@ -305,7 +305,7 @@ def create_app(
     def build_routes() -> ASGIApp:
         from webhook import routes
 
-        return routes.build(  # type: ignore[return-value]  # FastAPI is an ASGI app
+        return routes.build(
             ready=lambda: reloader is None or reloader.ready,
             registry=metrics.registry,
             max_body_bytes=settings.max_body_bytes,
