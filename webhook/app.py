@@ -259,11 +259,11 @@ def reload_config(state: AppState) -> bool:
             return False
         context = settings_mod.load_context(state.settings)
     except (OSError, errors.ConfigError) as exc:
-        state.metrics.config_reloads.labels(result="rejected").inc()
+        state.metrics.config_reloaded("rejected")
         server_log.error("config not reloaded, keeping the current one: %s", exc)
         return False
     state.context, state.config_digest = context, digest
-    state.metrics.config_reloads.labels(result="applied").inc()
+    state.metrics.config_reloaded("applied")
     server_log.info("config applied", extra={"config": str(path), "sha256": digest[:12]})
     return True
 
@@ -291,8 +291,8 @@ def create_app(
         config_digest=_digest(settings.config) if context is None else "",
     )
     if reloader is not None and reloader.current is not None:
-        metrics.cert_expiry.set(reloader.current.not_after.timestamp())
-    metrics.in_flight.set_function(lambda: state.in_flight)  # read at scrape time only
+        metrics.cert_expiry = reloader.current.not_after.timestamp()
+    metrics.in_flight = lambda: state.in_flight
 
     def background() -> list[Coroutine[Any, Any, None]]:
         jobs = []
@@ -307,7 +307,7 @@ def create_app(
 
         return routes.build(
             ready=lambda: reloader is None or reloader.ready,
-            registry=metrics.registry,
+            metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
         )
 
@@ -318,6 +318,6 @@ def on_cert_change(metrics: Metrics) -> Callable[[Loaded], None]:
     """The reloader's hook: export the new certificate's expiry."""
 
     def record(loaded: Loaded) -> None:
-        metrics.cert_expiry.set(loaded.not_after.timestamp())
+        metrics.cert_expiry = loaded.not_after.timestamp()
 
     return record

@@ -1,26 +1,26 @@
-"""Prometheus metrics on an explicit registry (one per app, so tests stay isolated).
+"""The injector's metrics, counted as plain numbers and exposed in Prometheus' format.
 
 Reviews are counted by two labels, following Prometheus conventions: ``outcome`` (injected,
 skipped, rejected, invalid, overloaded, error) and ``reason`` (the code the decision log uses,
 empty when there is none), so ``sum by (outcome)`` counts every rejection.
 
-The per-review figures (count, latency, patch size) are plain integers and lists updated on the
-event loop and turned into metric families only at scrape time: prometheus_client's own
-Counter and Histogram take a lock and walk label dictionaries on every update, which cost more
-than the rest of a skipped review. The scrape runs on the same event loop, so nothing races.
+Counting is plain integers and lists updated on the event loop; they become metric families
+only at scrape time (``registry``). prometheus_client's own Counter and Histogram take a lock
+and walk label dictionaries on every update, which cost more than the rest of a skipped review,
+and importing prometheus_client is a noticeable part of start-up: only the /metrics route
+does, on its first scrape. The scrape runs on the same event loop, so nothing races.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.platform_collector import PlatformCollector
-from prometheus_client.process_collector import ProcessCollector
-from prometheus_client.registry import Collector
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.core import HistogramMetricFamily, Metric
 
 OUTCOMES = ("injected", "skipped", "rejected", "invalid", "overloaded", "error")
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -41,6 +41,8 @@ class _Histogram:
         self.sum += value
 
     def family(self, name: str, documentation: str) -> HistogramMetricFamily:
+        from prometheus_client.core import HistogramMetricFamily
+
         cumulative, buckets = 0, []
         for bound, count in zip([*map(str, self.bounds), "+Inf"], self.counts, strict=True):
             cumulative += count
@@ -48,13 +50,14 @@ class _Histogram:
         return HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=self.sum)
 
 
-class ReviewStats(Collector):
-    """The per-review metrics: requests by (outcome, reason), latency and patch size."""
-
-    def __init__(self) -> None:
-        self.requests: dict[tuple[str, str], int] = {}
-        self.latency = _Histogram(LATENCY_BUCKETS)
-        self.patch_bytes = _Histogram(SIZE_BUCKETS)
+@dataclass(eq=False)  # hashable by identity: the registry keys its collectors
+class Metrics:
+    requests: dict[tuple[str, str], int] = field(default_factory=dict)  # (outcome, reason)
+    latency: _Histogram = field(default_factory=lambda: _Histogram(LATENCY_BUCKETS))
+    patch_bytes: _Histogram = field(default_factory=lambda: _Histogram(SIZE_BUCKETS))
+    cert_expiry: float | None = None  # notAfter of the serving certificate, Unix time
+    config_reloads: dict[str, int] = field(default_factory=dict)  # by result
+    in_flight: Callable[[], int] = lambda: 0  # read at scrape time only
 
     def observe(self, outcome: str, reason: str, seconds: float, patch_bytes: int) -> None:
         key = (outcome, reason)
@@ -63,7 +66,13 @@ class ReviewStats(Collector):
         if patch_bytes:
             self.patch_bytes.observe(patch_bytes)
 
+    def config_reloaded(self, result: str) -> None:
+        self.config_reloads[result] = self.config_reloads.get(result, 0) + 1
+
     def collect(self) -> Iterator[Metric]:
+        """The metric families, in Prometheus' model (the collector protocol)."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         requests = CounterMetricFamily(
             "envoy_injector_admission_requests",
             "Admission reviews answered, by outcome (injected, skipped, rejected, invalid, "
@@ -80,43 +89,39 @@ class ReviewStats(Collector):
         yield self.patch_bytes.family(
             "envoy_injector_patch_bytes", "Size of the base64 JSON Patch in injected replies."
         )
-
-
-@dataclass(frozen=True)
-class Metrics:
-    registry: CollectorRegistry
-    reviews: ReviewStats
-    cert_expiry: Gauge
-    config_reloads: Counter
-    in_flight: Gauge
-
-    def observe(self, outcome: str, reason: str, seconds: float, patch_bytes: int) -> None:
-        self.reviews.observe(outcome, reason, seconds, patch_bytes)
+        if self.cert_expiry is not None:
+            yield GaugeMetricFamily(
+                "envoy_injector_certificate_expiry_timestamp_seconds",
+                "notAfter of the serving certificate in use, as a Unix time.",
+                value=self.cert_expiry,
+            )
+        reloads = CounterMetricFamily(
+            "envoy_injector_config_reloads",
+            "Config file reloads, by result (applied, rejected).",
+            labels=["result"],
+        )
+        for result, count in sorted(self.config_reloads.items()):
+            reloads.add_metric([result], count)
+        yield reloads
+        yield GaugeMetricFamily(
+            "envoy_injector_in_flight_requests",
+            "Admission reviews being handled now.",
+            value=self.in_flight(),
+        )
 
 
 def create_metrics() -> Metrics:
-    registry = CollectorRegistry(auto_describe=True)
-    ProcessCollector(registry=registry)
-    PlatformCollector(registry=registry)
-    reviews = ReviewStats()
-    registry.register(reviews)
-    return Metrics(
-        registry=registry,
-        reviews=reviews,
-        cert_expiry=Gauge(
-            "envoy_injector_certificate_expiry_timestamp_seconds",
-            "notAfter of the serving certificate in use, as a Unix time.",
-            registry=registry,
-        ),
-        config_reloads=Counter(
-            "envoy_injector_config_reloads",
-            "Config file reloads, by result (applied, rejected).",
-            ["result"],
-            registry=registry,
-        ),
-        in_flight=Gauge(
-            "envoy_injector_in_flight_requests",
-            "Admission reviews being handled now.",
-            registry=registry,
-        ),
-    )
+    return Metrics()
+
+
+def registry(metrics: Metrics) -> CollectorRegistry:
+    """A registry that exposes ``metrics`` and the process metrics (imports prometheus_client)."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.platform_collector import PlatformCollector
+    from prometheus_client.process_collector import ProcessCollector
+
+    out = CollectorRegistry(auto_describe=True)
+    ProcessCollector(registry=out)
+    PlatformCollector(registry=out)
+    out.register(metrics)  # a Collector by protocol (collect)
+    return out

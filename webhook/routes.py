@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from webhook import __version__, openapi
+from webhook.metrics import Metrics, registry
 
 
-def build(
-    *, ready: Callable[[], bool], registry: CollectorRegistry, max_body_bytes: int
-) -> FastAPI:
+def build(*, ready: Callable[[], bool], metrics: Metrics, max_body_bytes: int) -> FastAPI:
+    exposed = registry(metrics)
     app = FastAPI(title="envoy-injector", version=__version__)
 
     @app.get("/healthz", summary="The process is alive")
@@ -39,7 +39,7 @@ def build(
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
     async def prometheus() -> Response:
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(exposed), media_type=CONTENT_TYPE_LATEST)
 
     app.openapi = openapi.builder(app, max_body_bytes=max_body_bytes)  # type: ignore[method-assign]  # adds /mutate
     return app
