@@ -87,6 +87,8 @@ def uvicorn_config(
     """How the webhook is served; the benchmark's baselines are served the same way."""
     import uvicorn
 
+    from webhook.protocol import GatheringHttpToolsProtocol
+
     # One worker process per Pod, on purpose: a review costs well under a millisecond of CPU, so
     # one event loop serves far more than a cluster's Pod creation rate; more capacity and
     # availability come from replicas (2 by default, spread over nodes), which also keeps the
@@ -96,7 +98,7 @@ def uvicorn_config(
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        http=GatheringHttpToolsProtocol,  # httptools, each reply in one TLS record
         ssl_context_factory=lambda _config, _default: ssl_context(),
         # kube-apiserver keeps idle webhook connections for ~90 s; closing them earlier makes it
         # reuse a connection we just closed, which shows up as intermittent EOF errors.
