@@ -165,9 +165,16 @@ def _other_rows(results: Results) -> list[str]:
             f"p50 / p90 / p99 / max | {lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} "
             f"/ {lat['max']:.2f} ms |"
         )
+    if results.memory_typical_kib:
+        mem = results.memory_typical_kib
+        rows.append(
+            f"| {TITLES['mutate']}: RSS after the small and typical pods' load, /readyz, "
+            f"/metrics and /openapi.json served (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
+            f"({mem['VmHWM'] / 1024:.1f} MiB) |"
+        )
     for name, mem in results.memory_kib.items():
         rows.append(
-            f"| {TITLES[name]}: RSS after load (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
+            f"| {TITLES[name]}: RSS after every run (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
             f"({mem['VmHWM'] / 1024:.1f} MiB) |"
         )
     cold = results.cold_start_s
@@ -175,6 +182,11 @@ def _other_rows(results: Results) -> list[str]:
         f"| Cold start, median (min-max) of {len(cold)} | {statistics.median(cold):.3f} s "
         f"({min(cold):.3f}-{max(cold):.3f} s) |"
     )
+    if results.cold_start_cpu_s:
+        rows.append(
+            "| Cold start: CPU time the server used until its first 200, median | "
+            f"{statistics.median(results.cold_start_cpu_s):.3f} s |"
+        )
     log = results.log
     rows.append(
         f"| Decision log lines / /mutate requests answered | {log.decisions:,} / "
