@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from webhook import errors, logs, mutate, settings as settings_mod
+from webhook import errors, logs, mutate, namespace_limits, settings as settings_mod
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
@@ -41,6 +41,7 @@ class AppState:
     context: mutate.Context
     metrics: Metrics
     reloader: CertReloader | None = None
+    namespaces: namespace_limits.NamespaceLimits | None = None
     in_flight: int = 0
     config_digest: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -113,12 +114,15 @@ class WebhookApp:
         state: AppState,
         build_routes: Callable[[], ASGIApp],
         background: Callable[[], list[Coroutine[Any, Any, None]]] = list,
+        stop: Callable[[], None] = lambda: None,
     ) -> None:
         self.state = state
         self.decisions = logs.DecisionLog(log)
         self._build_routes = build_routes
         self._routes: ASGIApp | None = None
         self._background = background
+        self._stop = stop
+        self.namespace_limits = namespace_limits.lookup_for(state.namespaces)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
@@ -153,6 +157,7 @@ class WebhookApp:
                 self.state.tasks += [asyncio.create_task(c) for c in self._background()]
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                self._stop()
                 for task in self.state.tasks:
                     task.cancel()
                 await asyncio.gather(*self.state.tasks, return_exceptions=True)
@@ -216,7 +221,7 @@ class WebhookApp:
                         f"the body did not arrive within {state.settings.body_timeout:g} s"
                     )
                 )
-            return mutate.review(body, state.context)
+            return mutate.review(body, state.context, namespace_limits=self.namespace_limits)
         finally:
             state.in_flight -= 1
 
@@ -280,6 +285,7 @@ def create_app(
     context: mutate.Context | None = None,
     reloader: CertReloader | None = None,
     metrics: Metrics | None = None,
+    namespaces: namespace_limits.NamespaceLimits | None = None,
 ) -> WebhookApp:
     """The webhook app. ``context`` defaults to the one built from ``settings.config``."""
     metrics = metrics or create_metrics()
@@ -288,6 +294,7 @@ def create_app(
         context=context or settings_mod.load_context(settings),
         metrics=metrics,
         reloader=reloader,
+        namespaces=namespaces,
         config_digest=_digest(settings.config) if context is None else "",
     )
     if reloader is not None and reloader.current is not None:
@@ -300,18 +307,35 @@ def create_app(
             jobs.append(reloader.watch(settings.reload_interval))
         if settings.config is not None and context is None:
             jobs.append(_watch_config(state))
+        if namespaces is not None:
+            namespaces.start()
         return jobs
+
+    def stop() -> None:
+        if namespaces is not None:
+            namespaces.stop()
 
     def build_routes() -> ASGIApp:
         from webhook import routes
 
         return routes.build(
-            ready=lambda: reloader is None or reloader.ready,
+            not_ready=lambda: _not_ready(reloader, namespaces),
             metrics=metrics,
             max_body_bytes=settings.max_body_bytes,
         )
 
-    return WebhookApp(state, build_routes, background)
+    return WebhookApp(state, build_routes, background, stop)
+
+
+def _not_ready(
+    reloader: CertReloader | None, namespaces: namespace_limits.NamespaceLimits | None
+) -> str | None:
+    """Why the Pod must not get reviews yet (the /readyz answer), or None when it may."""
+    if reloader is not None and not reloader.ready:
+        return "no valid serving certificate loaded"
+    if namespaces is not None and not namespaces.ready:
+        return "LimitRanges and ResourceQuotas not listed yet"
+    return None
 
 
 def on_cert_change(metrics: Metrics) -> Callable[[Loaded], None]:

@@ -18,7 +18,8 @@ from webhook import __version__, openapi
 from webhook.metrics import Metrics, registry
 
 
-def build(*, ready: Callable[[], bool], metrics: Metrics, max_body_bytes: int) -> FastAPI:
+def build(*, not_ready: Callable[[], str | None], metrics: Metrics, max_body_bytes: int) -> FastAPI:
+    """``not_ready`` says why reviews must not be sent yet (None when they may)."""
     exposed = registry(metrics)
     app = FastAPI(title="envoy-injector", version=__version__)
 
@@ -28,13 +29,14 @@ def build(*, ready: Callable[[], bool], metrics: Metrics, max_body_bytes: int) -
 
     @app.get(
         "/readyz",
-        summary="A valid serving certificate is loaded",
-        responses={503: {"description": "no valid certificate yet"}},
+        summary="A valid serving certificate is loaded, and the namespaces' limits are known",
+        responses={503: {"description": "no valid certificate, or limits not listed yet"}},
     )
     async def readyz(response: Response) -> dict[str, str]:
-        if not ready():
+        reason = not_ready()
+        if reason is not None:
             response.status_code = 503
-            return {"status": "no valid serving certificate loaded"}
+            return {"status": reason}
         return {"status": "ready"}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
