@@ -2,9 +2,11 @@
 
 A Pod's managedFields, env lists, probes and the like are most of its bytes and are never read;
 building Python objects for them was most of a review's cost. The view is a plain dict of the
-raw Pod's shape holding only the fields inject() and the log line read (names, labels,
-annotations, owners, the names in containers/initContainers/volumes, hostNetwork), so the pure
-core is unchanged. It is safe because ops are explicit adds at positions these fields decide;
+raw Pod's shape holding only the fields the pure core and the log line read (names, labels,
+annotations, owners; containers' and init containers' names, ports, resources and
+restartPolicy; volumes' names; hostNetwork, terminationGracePeriodSeconds and the Pod-level
+resources), so the pure core is unchanged. A rule that reads a new field must add it here:
+the partial-decode property test compares every answer with a full decode. It is safe because ops are explicit adds at positions these fields decide;
 nothing is computed by diffing or re-serialising the object. Absent fields stay absent; a
 field of an unexpected type makes ``parse`` return None, and the caller decodes everything.
 """
@@ -22,6 +24,13 @@ class Named(msgspec.Struct):
     name: Any = UNSET
 
 
+class Container(msgspec.Struct):
+    name: Any = UNSET
+    ports: Any = UNSET  # taken whole: small, and read by the port-clash rule
+    resources: Any = UNSET  # read when the sidecar is fitted to the namespace's limits
+    restartPolicy: Any = UNSET  # noqa: N815 - "Always" makes an init container a sidecar
+
+
 class OwnerRef(msgspec.Struct):
     kind: Any = UNSET
     name: Any = UNSET
@@ -37,10 +46,12 @@ class Meta(msgspec.Struct):
 
 
 class Spec(msgspec.Struct):
-    containers: list[Named] | None = None
-    initContainers: list[Named] | None = None  # noqa: N815
+    containers: list[Container] | None = None
+    initContainers: list[Container] | None = None  # noqa: N815
     volumes: list[Named] | None = None
     hostNetwork: Any = UNSET  # noqa: N815
+    terminationGracePeriodSeconds: Any = UNSET  # noqa: N815
+    resources: Any = UNSET  # Pod-level resources
 
 
 class Object(msgspec.Struct):
@@ -102,6 +113,18 @@ def _named(items: list[Named]) -> list[dict[str, Any]]:
     return [{"name": i.name} if i.name is not UNSET else {} for i in items]
 
 
+def _containers(items: list[Container]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        c: dict[str, Any] = {}
+        _set(c, "name", item.name)
+        _set(c, "ports", item.ports)
+        _set(c, "resources", item.resources)
+        _set(c, "restartPolicy", item.restartPolicy)
+        out.append(c)
+    return out
+
+
 def pod_dict(obj: Object) -> dict[str, Any]:
     """The view as the raw Pod dict would look with only these fields."""
     pod: dict[str, Any] = {}
@@ -126,10 +149,14 @@ def pod_dict(obj: Object) -> dict[str, Any]:
     spec = obj.spec
     if spec is not None:
         s: dict[str, Any] = {}
-        for key in ("containers", "initContainers", "volumes"):
-            items = getattr(spec, key)
-            if items is not None:
-                s[key] = _named(items)
+        if spec.containers is not None:
+            s["containers"] = _containers(spec.containers)
+        if spec.initContainers is not None:
+            s["initContainers"] = _containers(spec.initContainers)
+        if spec.volumes is not None:
+            s["volumes"] = _named(spec.volumes)
         _set(s, "hostNetwork", spec.hostNetwork)
+        _set(s, "terminationGracePeriodSeconds", spec.terminationGracePeriodSeconds)
+        _set(s, "resources", spec.resources)
         pod["spec"] = s
     return pod
