@@ -5,10 +5,11 @@ building Python objects for them was most of a review's cost. The view is a plai
 raw Pod's shape holding only the fields the pure core and the log line read (names, labels,
 annotations, owners; containers' and init containers' names, ports, resources and
 restartPolicy; volumes' names; hostNetwork, terminationGracePeriodSeconds and the Pod-level
-resources), so the pure core is unchanged. A rule that reads a new field must add it here:
-the partial-decode property test compares every answer with a full decode. It is safe because ops are explicit adds at positions these fields decide;
-nothing is computed by diffing or re-serialising the object. Absent fields stay absent; a
-field of an unexpected type makes ``parse`` return None, and the caller decodes everything.
+resources), so the pure core is unchanged. It is safe because ops are explicit adds at
+positions these fields decide; nothing is computed by diffing or re-serialising the object.
+Absent fields stay absent; a field of an unexpected type makes ``parse`` return None, and the
+caller decodes everything. A rule that reads a new field must add it here: the partial-decode
+property tests compare every answer with a full decode's.
 """
 
 from __future__ import annotations
