@@ -16,12 +16,15 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from webhook import errors, logs, mutate, namespace_limits, settings as settings_mod
+from webhook import errors, limits, logs, mutate, settings as settings_mod
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
+
+if TYPE_CHECKING:  # imported by cli.namespace_watch only in a cluster: it pulls in urllib3
+    from webhook import namespace_limits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -122,7 +125,10 @@ class WebhookApp:
         self._routes: ASGIApp | None = None
         self._background = background
         self._stop = stop
-        self.namespace_limits = namespace_limits.lookup_for(state.namespaces)
+        watcher = state.namespaces
+        self.namespace_limits: mutate.NamespaceLookup = (
+            watcher.get if watcher is not None else lambda _namespace: limits.EMPTY
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
