@@ -210,10 +210,12 @@ def markdown(results: Results) -> str:
         "",
         "## Method",
         "",
-        "- Each server is a subprocess with the production settings: uvicorn, one worker, "
-        "uvloop, httptools, TLS from the same reloadable SSLContext, keep-alive 120 s. "
-        "`/mutate` is the real `envoy-injector serve --log-format json`, logging one JSON "
-        "line per decision to a file, as in production.",
+        "- Each Python server is a subprocess with the production settings "
+        "(`webhook.cli.uvicorn_config`): uvicorn, one worker, uvloop, httptools with each "
+        "reply sent as one TLS record, no proxy-headers middleware, TLS from the same "
+        "reloadable SSLContext, keep-alive 120 s. `/mutate` is the real `envoy-injector serve "
+        "--log-format json`, logging one JSON line per decision to a file and counting every "
+        "review in its metrics, as in production.",
         f"- Load: {s['load']}. Bodies (compact JSON, as kube-apiserver sends them): "
         + ", ".join(f"{k} {v:,} bytes" for k, v in results.body_bytes.items())
         + "; every one of them is injected (3 patch ops).",
