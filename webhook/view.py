@@ -2,14 +2,14 @@
 
 A Pod's managedFields, env lists, probes and the like are most of its bytes and are never read;
 building Python objects for them was most of a review's cost. The view is a plain dict of the
-raw Pod's shape holding only the fields the pure core and the log line read (names, labels,
-annotations, owners; containers' and init containers' names, ports, resources and
-restartPolicy; volumes' names; hostNetwork, terminationGracePeriodSeconds and the Pod-level
-resources), so the pure core is unchanged. It is safe because ops are explicit adds at
-positions these fields decide; nothing is computed by diffing or re-serialising the object.
-Absent fields stay absent; a field of an unexpected type makes ``parse`` return None, and the
-caller decodes everything. A rule that reads a new field must add it here: the partial-decode
-property tests compare every answer with a full decode's.
+raw Pod's shape holding only the fields the core and the log line read (names, labels,
+annotations, owners; containers' names, ports, resources and restartPolicy; volume names;
+hostNetwork, os, terminationGracePeriodSeconds and Pod-level resources), so the pure core is
+unchanged. A field the core starts to read must be added here: the property test that compares
+this view's answers with a full decode's, on Pods that carry every such field, says when.
+It is safe because ops are explicit adds at positions these fields decide; nothing is computed
+by diffing or re-serialising the object. Absent fields stay absent; a field of an unexpected
+type makes ``parse`` return None, and the caller decodes everything.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ class Named(msgspec.Struct):
 
 class Container(msgspec.Struct):
     name: Any = UNSET
-    ports: Any = UNSET  # taken whole: small, and read by the port-clash rule
-    resources: Any = UNSET  # read when the sidecar is fitted to the namespace's limits
-    restartPolicy: Any = UNSET  # noqa: N815 - "Always" makes an init container a sidecar
+    ports: Any = UNSET  # port clashes
+    resources: Any = UNSET  # fitting the sidecar into LimitRanges and Pod-level resources
+    restartPolicy: Any = UNSET  # noqa: N815 - a restartable init container runs beside ours
 
 
 class OwnerRef(msgspec.Struct):
@@ -51,8 +51,9 @@ class Spec(msgspec.Struct):
     initContainers: list[Container] | None = None  # noqa: N815
     volumes: list[Named] | None = None
     hostNetwork: Any = UNSET  # noqa: N815
+    os: Any = UNSET
     terminationGracePeriodSeconds: Any = UNSET  # noqa: N815
-    resources: Any = UNSET  # Pod-level resources
+    resources: Any = UNSET
 
 
 class Object(msgspec.Struct):
@@ -172,5 +173,7 @@ def pod_dict(obj: Object) -> dict[str, Any]:
             s["terminationGracePeriodSeconds"] = spec.terminationGracePeriodSeconds
         if spec.resources is not UNSET:
             s["resources"] = spec.resources
+        if spec.os is not UNSET:
+            s["os"] = spec.os
         pod["spec"] = s
     return pod
