@@ -8,8 +8,9 @@ import dataclasses
 import datetime
 import logging
 import os
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -19,6 +20,8 @@ from webhook import __version__, errors, logs, mutate, patch, settings as settin
 from webhook.settings import Settings
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from webhook.namespace_limits import NamespaceLimits
 
 server_log = logging.getLogger("envoy_injector.server")
@@ -121,6 +124,39 @@ def issue_dev_certs(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+def uvicorn_config(
+    app: Any, *, host: str, port: int, ssl_context: Callable[[], ssl.SSLContext]
+) -> uvicorn.Config:
+    """How the webhook is served; the benchmark's baselines are served the same way."""
+    import uvicorn
+
+    from webhook.protocol import GatheringHttpToolsProtocol
+
+    # One worker process per Pod, on purpose: a review costs well under a millisecond of CPU, so
+    # one event loop serves far more than a cluster's Pod creation rate; more capacity and
+    # availability come from replicas (2 by default, spread over nodes), which also keeps the
+    # in-flight limit, metrics and config reloads per process simple and the memory small.
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http=GatheringHttpToolsProtocol,  # httptools, each reply in one TLS record
+        ssl_context_factory=lambda _config, _default: ssl_context(),
+        # kube-apiserver keeps idle webhook connections for ~90 s; closing them earlier makes it
+        # reuse a connection we just closed, which shows up as intermittent EOF errors.
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=20,  # within the Pod's terminationGracePeriodSeconds (30)
+        # The API server calls the webhook directly and sends no X-Forwarded-* headers; the
+        # middleware that reads them would wrap every request for nothing.
+        proxy_headers=False,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+
+
 def namespace_watch(settings: Settings) -> NamespaceLimits | None:
     """The LimitRange/ResourceQuota watch, from the Pod's ServiceAccount or --kubeconfig."""
     from kubeapi import client as kubeapi, credentials
@@ -143,7 +179,6 @@ def namespace_watch(settings: Settings) -> NamespaceLimits | None:
 
 
 def serve(settings: Settings, out: TextIO) -> int:
-    import uvicorn
 
     from webhook.app import create_app, on_cert_change
     from webhook.metrics import create_metrics
@@ -176,25 +211,11 @@ def serve(settings: Settings, out: TextIO) -> int:
         "starting",
         extra={"version": __version__, "port": settings.port, "config": str(settings.config)},
     )
-    # One worker process per Pod, on purpose: a review costs well under a millisecond of CPU, so
-    # one event loop serves far more than a cluster's Pod creation rate; more capacity and
-    # availability come from replicas (2 by default, spread over nodes), which also keeps the
-    # in-flight limit, metrics and config reloads per process simple and the memory small.
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ssl_context_factory=lambda _config, _default: reloader.listening_context(),
-        # kube-apiserver keeps idle webhook connections for ~90 s; closing them earlier makes it
-        # reuse a connection we just closed, which shows up as intermittent EOF errors.
-        timeout_keep_alive=120,
-        timeout_graceful_shutdown=20,  # within the Pod's terminationGracePeriodSeconds (30)
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
+        ssl_context=reloader.listening_context,
     )
 
     def drain() -> None:
