@@ -12,7 +12,8 @@
     │   ├── AnnotationError  every bad envoy-inject.io/* value at once (400)
     │   ├── PolicyViolation  an override the operator's policy forbids (403)
     │   └── NameClash        the Pod already has a container or volume with our name (400)
-    └── ConfigError          the operator's configuration file is invalid (start-up or reload)
+    ├── ConfigError          the operator's configuration file is invalid (start-up or reload)
+    └── StatusMismatch       uninject: the status annotation disagrees with the Pod's spec
 
 Anything else raised while handling a request is our bug: HTTP 500, so the webhook's
 failurePolicy decides what the cluster does.
@@ -90,3 +91,8 @@ class MalformedObject(PodRejected):
     the API server decodes Pods into typed structs before calling webhooks)."""
 
     reason = "malformed_object"
+
+
+class StatusMismatch(InjectorError):
+    """The status annotation records a sidecar the Pod's spec does not have (or not as recorded),
+    so removing "exactly what was injected" is not possible without guessing."""
