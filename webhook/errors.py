@@ -13,7 +13,8 @@
     │   ├── PolicyViolation  an override the operator's policy forbids (403)
     │   └── NameClash        the Pod already has a container or volume with our name (400)
     ├── ConfigError          the operator's configuration file is invalid (start-up or reload)
-    └── StatusMismatch       uninject: the status annotation disagrees with the Pod's spec
+    ├── StatusMismatch       uninject: the status annotation disagrees with the Pod's spec
+    └── InvalidSelector      a label selector the API server would refuse
 
 Anything else raised while handling a request is our bug: HTTP 500, so the webhook's
 failurePolicy decides what the cluster does.
@@ -96,3 +97,7 @@ class MalformedObject(PodRejected):
 class StatusMismatch(InjectorError):
     """The status annotation records a sidecar the Pod's spec does not have (or not as recorded),
     so removing "exactly what was injected" is not possible without guessing."""
+
+
+class InvalidSelector(InjectorError):
+    """A label selector that the API server would refuse (unknown operator, misplaced values)."""
