@@ -14,7 +14,16 @@ from typing import Any, TextIO
 
 import yaml
 
-from webhook import __version__, errors, logs, mutate, patch, settings as settings_mod, workloads
+from webhook import (
+    __version__,
+    check_command,
+    errors,
+    logs,
+    mutate,
+    patch,
+    settings as settings_mod,
+    workloads,
+)
 from webhook.settings import Settings
 
 server_log = logging.getLogger("envoy_injector.server")
@@ -61,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _inject_parser(sub)
     _uninject_parser(sub)
+    check_command.add_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
     )
@@ -197,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
             return serve(Settings.from_env(os.environ, **overrides), sys.stdout)
+        if args.command == "check":
+            return check_command.check_command(args, sys.stdout, sys.stderr)
         if args.command == "uninject":
             from webhook.uninject_command import uninject_command
 
