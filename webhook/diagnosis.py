@@ -180,7 +180,9 @@ def as_json(report: Report) -> JSONDict:
     return {
         "status": "problems" if report.problems else "ok",
         "problems": report.problems,
-        "findings": [dataclasses.asdict(f) for f in report.findings],
+        "findings": [
+            dataclasses.asdict(f) | {"severity": f.severity.value} for f in report.findings
+        ],
         "targets": [
             dataclasses.asdict(v) | {"not_called": list(v.not_called), "warnings": list(v.warnings)}
             for v in report.verdicts
