@@ -16,7 +16,7 @@ from certs import issue
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR
 from tests.support.pods import make_pod
-from webhook import health, patch, settings, workloads
+from webhook import health, mutate, patch, settings, workloads
 from webhook.diagnosis import Report, as_json, diagnose
 from webhook.health import Severity
 from webhook.mutate import plan_template
@@ -68,7 +68,7 @@ NAMESPACES = {
 
 
 def live_pod(
-    name: str, ns: str, ctx: settings.Context = CTX, *, called: bool = True, **kwargs: Any
+    name: str, ns: str, ctx: mutate.Context = CTX, *, called: bool = True, **kwargs: Any
 ) -> dict[str, Any]:
     """A Pod as the API server stores it after the webhook's path ran on it (when called)."""
     pod = make_pod(name=name, **kwargs)
