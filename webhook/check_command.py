@@ -153,12 +153,7 @@ def _targets(
         if kind in ("", "ns", "namespace"):
             whole.add(name)
             continue
-        if kind not in KINDS:
-            raise errors.ConfigError(
-                f"target {target!r}: kind {kind!r} is not one of "
-                f"{', '.join(sorted(KINDS))} (or a namespace name)"
-            )
-        gv, resource, kind_name = KINDS[kind]
+        gv, resource, kind_name = KINDS[kind]  # checked by parse_targets before any request
         namespace = args.namespace or "default"
         obj = reader.get(gv, resource, namespace, name)
         if obj is None:
@@ -181,6 +176,17 @@ def _targets(
         objects += [{"kind": "Pod", **p} for p in reader.items("v1", "pods", namespace, **selector)]
     namespaces = whole | {str(o["metadata"].get("namespace")) for o in objects}
     return objects, missing, namespaces
+
+
+def parse_targets(targets: list[str]) -> None:
+    """Refuse an unknown TARGET kind before reading anything from the cluster."""
+    for target in targets:
+        kind, _, name = target.rpartition("/")
+        if kind not in ("", "ns", "namespace", *KINDS) or not name:
+            raise errors.ConfigError(
+                f"target {target!r}: kind {kind!r} is not one of {', '.join(sorted(KINDS))} "
+                "(or a namespace name)"
+            )
 
 
 def _owners(reader: Reader, targets: list[JSONDict]) -> dict[tuple[str, str, str], JSONDict]:
@@ -241,6 +247,7 @@ def check_command(
 ) -> int:
     """0 all is well, 1 problems were found, 2 could not check (the reason on stderr)."""
     try:
+        parse_targets(args.targets)
         api = (connect or _connect)(args.kubeconfig)
         report = diagnosis.diagnose(read(Reader(api), args, datetime.now(UTC)))
     except (api_errors.ApiError, errors.ConfigError, OSError) as exc:
