@@ -224,7 +224,7 @@ def table(report: diagnosis.Report) -> Iterator[str]:
                 v.kind,
                 v.name,
                 "yes" if v.called else "no",
-                v.decision + (f" ({v.reason})" if v.reason else ""),
+                (v.decision + (f" ({v.reason})" if v.reason else "")) if v.called else "not called",
                 {True: "yes", False: "no", None: "-"}[v.injected],
                 "yes" if v.outdated else "-",
             )
@@ -235,7 +235,11 @@ def table(report: diagnosis.Report) -> Iterator[str]:
             yield "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
     warnings = sum(f.severity is Severity.WARNING for f in report.findings)
     yield ""
-    yield f"{report.problems} problems, {warnings} warnings"
+    plural = {True: "s", False: ""}
+    yield (
+        f"{report.problems} problem{plural[report.problems != 1]}, "
+        f"{warnings} warning{plural[warnings != 1]}"
+    )
 
 
 def check_command(

@@ -258,7 +258,7 @@ def _workload(obj: Mapping[str, Any] | None, namespace: str, name: str) -> Findi
     wanted = int((obj.get("spec") or {}).get("replicas", 1))
     available = int((obj.get("status") or {}).get("availableReplicas") or 0)
     message = f"{available}/{wanted} replicas available"
-    if available == 0 and wanted > 0:
+    if available == 0:  # scaled to zero counts: nothing answers the API server then
         fix = f"kubectl -n {namespace} describe deployment {name}"
         return Finding(Severity.PROBLEM, check, subject, message, fix)
     if available < wanted:

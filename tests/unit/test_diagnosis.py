@@ -199,3 +199,35 @@ def test_the_shipped_selectors_are_the_ones_check_compares_with() -> None:
         "webhooks"
     ]
     assert (webhook["namespaceSelector"], webhook["objectSelector"]) == health.shipped_selectors(NS)
+
+
+@pytest.mark.parametrize(
+    ("wanted", "available", "severity"),
+    [
+        (2, 2, Severity.OK),
+        (2, 1, Severity.WARNING),
+        (2, 0, Severity.PROBLEM),
+        (0, 0, Severity.PROBLEM),
+    ],
+)
+def test_the_webhook_deployment_needs_an_available_replica(
+    wanted: int, available: int, severity: Severity
+) -> None:
+    deployment = copy.deepcopy(documents.one(OBJECTS, "Deployment", "envoy-injector"))
+    deployment["spec"]["replicas"] = wanted
+    deployment["status"] = {"availableReplicas": available}
+    inst = dataclasses.replace(installed(), deployment=deployment)
+    ((found, _, message),) = by_check(diagnose(snapshot(installation=inst)), "deployment")
+    assert (found, message) == (severity, f"{available}/{wanted} replicas available")
+
+
+def test_a_missing_installation_is_reported_object_by_object() -> None:
+    report = diagnose(snapshot(installation=health.Installation(namespace=NS, config_found=False)))
+    problems = {(f.check, f.subject) for f in report.findings if f.severity is Severity.PROBLEM}
+    assert problems == {
+        ("config", "ConfigMap envoy-injector/envoy-injector-config"),
+        ("webhook-configuration", "MutatingWebhookConfiguration envoy-injector"),
+        ("serving-certificate", "Secret envoy-injector/envoy-injector-tls"),
+        ("deployment", "Deployment envoy-injector/envoy-injector"),
+        ("service", "Service envoy-injector/envoy-injector"),
+    }
