@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
@@ -25,6 +25,9 @@ from webhook import (
     workloads,
 )
 from webhook.settings import Settings
+
+if TYPE_CHECKING:
+    from webhook.namespace_limits import NamespaceLimits
 
 server_log = logging.getLogger("envoy_injector.server")
 
@@ -46,6 +49,12 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--dev-dir", type=Path, help="where --dev writes them (default .dev-certs)")
     p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
     p.add_argument("--namespace", help="the injector's own namespace, never mutated")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig to watch LimitRanges and ResourceQuotas with when not in a Pod "
+        "(in a Pod its ServiceAccount is used)",
+    )
     p.add_argument("--log-format", choices=["json", "text"])
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -95,6 +104,27 @@ def issue_dev_certs(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+def namespace_watch(settings: Settings) -> NamespaceLimits | None:
+    """The LimitRange/ResourceQuota watch, from the Pod's ServiceAccount or --kubeconfig."""
+    from kubeapi import client as kubeapi, credentials
+    from kubeapi.errors import ApiError
+    from webhook.namespace_limits import NamespaceLimits
+
+    found: credentials.Credentials | None = credentials.in_cluster()
+    if settings.kubeconfig is not None:
+        try:
+            found = credentials.from_kubeconfig(str(settings.kubeconfig))
+        except ApiError as exc:
+            raise errors.ConfigError(exc.message) from None
+    if found is None:
+        server_log.warning(
+            "not running in a cluster and no --kubeconfig given: sidecars are not fitted to "
+            "the namespaces' LimitRanges and ResourceQuotas"
+        )
+        return None
+    return NamespaceLimits(kubeapi.Client(found))
+
+
 def serve(settings: Settings, out: TextIO) -> int:
     import uvicorn
 
@@ -121,7 +151,9 @@ def serve(settings: Settings, out: TextIO) -> int:
         raise errors.ConfigError("serve needs --cert and --key (or --dev for a throwaway pair)")
     metrics = create_metrics()
     reloader = CertReloader(settings.cert, settings.key, on_change=on_cert_change(metrics))
-    app = create_app(settings, reloader=reloader, metrics=metrics)
+    app = create_app(
+        settings, reloader=reloader, metrics=metrics, namespaces=namespace_watch(settings)
+    )
     server_log.info(
         "starting",
         extra={"version": __version__, "port": settings.port, "config": str(settings.config)},

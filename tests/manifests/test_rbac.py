@@ -1,4 +1,5 @@
-"""Least privilege: the cert job gets exactly what it needs, by name; the webhook gets nothing."""
+"""Least privilege: the cert job gets exactly what it needs, by name; the webhook may only list
+and watch LimitRanges and ResourceQuotas (to fit sidecars into them), nothing else."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ from tests.manifests.documents import INJECTOR, Manifest, Object
 
 INJECTOR_OBJECTS: Final = documents.objects(INJECTOR)
 RBAC_KINDS: Final = {"Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding"}
-ROLES: Final = [m for m in INJECTOR_OBJECTS if m.kind in {"Role", "ClusterRole"}]
-BINDINGS: Final = [m for m in INJECTOR_OBJECTS if m.kind in {"RoleBinding", "ClusterRoleBinding"}]
+CERTS: Final = "envoy-injector-certs"
+WEBHOOK_ROLE: Final = "envoy-injector-webhook"
+ALL_ROLES: Final = [m for m in INJECTOR_OBJECTS if m.kind in {"Role", "ClusterRole"}]
+ALL_BINDINGS: Final = [
+    m for m in INJECTOR_OBJECTS if m.kind in {"RoleBinding", "ClusterRoleBinding"}
+]
+# The cert job's own: named after its ServiceAccount.
+ROLES: Final = [m for m in ALL_ROLES if m.name == CERTS]
+BINDINGS: Final = [m for m in ALL_BINDINGS if m.name == CERTS]
 RULES: Final = [(m, rule) for m in ROLES for rule in m.obj["rules"]]
 RULE_IDS: Final = [f"{m.label}#{i}" for m in ROLES for i, _ in enumerate(m.obj["rules"])]
 
@@ -31,7 +39,8 @@ FORBIDDEN_VERBS: Final = {
 
 
 def test_the_cert_job_has_exactly_one_role_and_one_cluster_role() -> None:
-    assert sorted((m.kind, m.name) for m in ROLES) == [
+    bound = [b for b in ALL_BINDINGS for s in b.obj["subjects"] if s["name"] == CERTS]
+    assert sorted((b.obj["roleRef"]["kind"], b.obj["roleRef"]["name"]) for b in bound) == [
         ("ClusterRole", "envoy-injector-certs"),
         ("Role", "envoy-injector-certs"),
     ]
@@ -112,24 +121,39 @@ def test_role_bindings_tie_each_role_to_the_cert_job_account_only() -> None:
 
 
 def test_every_binding_refers_to_a_role_that_is_shipped() -> None:
-    shipped = {(m.kind, m.name) for m in ROLES}
-    for binding in BINDINGS:
+    shipped = {(m.kind, m.name) for m in ALL_ROLES}
+    for binding in ALL_BINDINGS:
         ref = binding.obj["roleRef"]
         assert (ref["kind"], ref["name"]) in shipped
 
 
-def test_the_webhook_service_account_is_bound_to_nothing() -> None:
-    for binding in BINDINGS:
-        for subject in binding.obj["subjects"]:
-            assert subject["name"] != "envoy-injector", f"{binding.label} binds the webhook"
+def test_the_webhook_may_only_list_and_watch_limit_ranges_and_quotas() -> None:
+    bound = [
+        b
+        for b in ALL_BINDINGS
+        for s in b.obj["subjects"]
+        if s == {"kind": "ServiceAccount", "name": "envoy-injector", "namespace": "envoy-injector"}
+    ]
+    assert [(b.kind, b.obj["roleRef"]["name"]) for b in bound] == [
+        ("ClusterRoleBinding", WEBHOOK_ROLE)
+    ]
+    role = documents.one(INJECTOR_OBJECTS, "ClusterRole", WEBHOOK_ROLE)
+    assert role["rules"] == [
+        {
+            "apiGroups": [""],
+            "resources": ["limitranges", "resourcequotas"],
+            "verbs": ["list", "watch"],
+        }
+    ]
 
 
-def test_the_webhook_service_account_mounts_no_token() -> None:
+def test_only_the_webhook_pod_mounts_a_token_of_its_account() -> None:
     account = documents.one(INJECTOR_OBJECTS, "ServiceAccount", "envoy-injector")
     assert account["automountServiceAccountToken"] is False
     spec = documents.one(INJECTOR_OBJECTS, "Deployment", "envoy-injector")["spec"]["template"]
-    assert spec["spec"]["automountServiceAccountToken"] is False
+    assert spec["spec"]["automountServiceAccountToken"] is True
 
 
-def test_no_rbac_object_lives_outside_rbac_yaml() -> None:
-    assert {m.path.name for m in INJECTOR_OBJECTS if m.kind in RBAC_KINDS} == {"rbac.yaml"}
+def test_no_rbac_object_lives_outside_the_rbac_files() -> None:
+    files = {m.path.name for m in INJECTOR_OBJECTS if m.kind in RBAC_KINDS}
+    assert all(name.startswith("rbac") and name.endswith(".yaml") for name in files), files

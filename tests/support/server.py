@@ -117,7 +117,7 @@ def running_server(
     server = Server(process, port, files, log)
     try:
         if wait_for_tls:
-            _wait_ready(server, startup_timeout)
+            wait_ready(server, startup_timeout)
         else:
             _wait_listening(server, startup_timeout)
         yield server
@@ -131,7 +131,7 @@ def running_server(
                 process.wait()
 
 
-def _wait_ready(server: Server, timeout: float) -> None:
+def wait_ready(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
