@@ -3,7 +3,8 @@
 Only reads (the ClusterRole envoy-injector-viewer grants exactly these):
 MutatingWebhookConfiguration envoy-injector; in the injector's namespace its config ConfigMap,
 TLS Secret, Service, EndpointSlices and Deployments; namespaces; Pods; the Envoy ConfigMaps
-the Pods mount; the ReplicaSets and Jobs that own Pods; and the workloads named as targets.
+the Pods mount; the LimitRanges and ResourceQuotas of those namespaces (the webhook fits the
+sidecar to them); the ReplicaSets and Jobs that own Pods; and the workloads named as targets.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, TextIO
 
 from kubeapi import client as kubeapi, credentials, errors as api_errors
-from webhook import __version__, diagnosis, errors, health, settings, verdicts
+from webhook import __version__, diagnosis, errors, health, limits, settings, verdicts
 from webhook.health import Finding, Severity
 
 JSONDict = dict[str, Any]
@@ -132,6 +133,7 @@ def read(reader: Reader, args: argparse.Namespace, now: datetime) -> verdicts.Sn
         owners=_owners(reader, targets),
         missing=missing,
     )
+    snapshot = dataclasses.replace(snapshot, limits=_limits(reader, snapshot.namespaces))
     present = {
         key: reader.get("v1", "configmaps", *key) is not None
         for key in sorted(verdicts.wanted_config_maps(snapshot))
@@ -176,6 +178,17 @@ def _targets(
         objects += [{"kind": "Pod", **p} for p in reader.items("v1", "pods", namespace, **selector)]
     namespaces = whole | {str(o["metadata"].get("namespace")) for o in objects}
     return objects, missing, namespaces
+
+
+def _limits(reader: Reader, namespaces: Iterable[str]) -> dict[str, limits.Namespace]:
+    """Each namespace's LimitRanges and ResourceQuotas: the webhook fits the sidecar to them."""
+    return {
+        ns: limits.Namespace(
+            limit_ranges=reader.items("v1", "limitranges", ns),
+            quotas=reader.items("v1", "resourcequotas", ns),
+        )
+        for ns in namespaces
+    }
 
 
 def parse_targets(targets: list[str]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from webhook import errors, health, mutate, overrides, selectors, uninject, workloads
+from webhook import errors, health, limits, mutate, overrides, selectors, uninject, workloads
 from webhook.health import Finding
 
 JSONDict = dict[str, Any]
@@ -34,6 +34,7 @@ class Snapshot:
     targets: Sequence[JSONDict] = ()
     owners: Mapping[tuple[str, str, str], JSONDict] = field(default_factory=dict)
     config_maps: Mapping[Key, bool] = field(default_factory=dict)  # (ns, name) -> exists
+    limits: Mapping[str, limits.Namespace] = field(default_factory=dict)  # LimitRanges, quotas
     missing: Sequence[Finding] = ()  # targets named on the command line that do not exist
 
 
@@ -152,7 +153,11 @@ def _judge(snapshot: Snapshot, template: workloads.Template) -> Verdict:
     verdict = dataclasses.replace(base, called=not unmet, not_called=unmet)
     ctx = snapshot.context
     try:
-        plan = mutate.plan_template(dataclasses.replace(template, pod=pod, path=()), ctx)
+        plan = mutate.plan_template(
+            dataclasses.replace(template, pod=pod, path=()),
+            ctx,
+            namespace_limits=snapshot.limits.get(ns, limits.EMPTY),
+        )
         annotations = (pod.get("metadata") or {}).get("annotations") or {}
         spec = overrides.resolve(ctx.defaults, annotations, ctx.policy).spec
     except errors.PodRejected as exc:

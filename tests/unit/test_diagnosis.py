@@ -16,7 +16,7 @@ from certs import issue
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR
 from tests.support.pods import make_pod
-from webhook import health, mutate, patch, settings, workloads
+from webhook import health, limits, mutate, patch, settings, workloads
 from webhook.diagnosis import Report, as_json, diagnose
 from webhook.health import Severity
 from webhook.mutate import plan_template
@@ -231,3 +231,22 @@ def test_a_missing_installation_is_reported_object_by_object() -> None:
         ("deployment", "Deployment envoy-injector/envoy-injector"),
         ("service", "Service envoy-injector/envoy-injector"),
     }
+
+
+LIMIT_RANGE = {
+    "metadata": {"name": "small", "namespace": "shop"},
+    "spec": {"limits": [{"type": "Container", "max": {"cpu": "200m"}}]},
+}
+
+
+def test_the_verdict_fits_the_sidecar_to_the_namespace_limit_range_as_the_webhook_does() -> None:
+    pod = make_pod(name="web")
+    pod["metadata"]["namespace"] = "shop"
+    small = {"shop": limits.Namespace(limit_ranges=[LIMIT_RANGE])}
+    (fitted,) = diagnose(snapshot(pod, limits=small)).verdicts
+    assert fitted.decision == "inject"
+    assert any("small" in w for w in fitted.warnings), fitted.warnings
+    pod["metadata"]["annotations"] = {"envoy-inject.io/cpu-limit": "1"}
+    (refused,) = diagnose(snapshot(pod, limits=small)).verdicts
+    assert (refused.decision, refused.reason) == ("reject", "resources_do_not_fit")
+    assert "envoy-inject.io/cpu-limit" in refused.message
