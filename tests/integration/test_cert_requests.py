@@ -97,7 +97,7 @@ def _next_run(
 
 
 def test_renew_now_replaces_the_leaf_on_that_run_only_with_zero_failed_requests(
-    installed: tuple[Installation, Server], capsys: pytest.CaptureFixture[str]
+    installed: tuple[Installation, Server], capsys: pytest.CaptureFixture[str], figures: list[str]
 ) -> None:
     inst, server = installed
     before = inst.serial()
@@ -112,21 +112,26 @@ def test_renew_now_replaces_the_leaf_on_that_run_only_with_zero_failed_requests(
         assert _serial_seen_by_new_connection(server, inst.trust) == renewed
         assert _next_run(inst, server, capsys) == ["caBundle unchanged", "unchanged"]
         assert inst.serial() == renewed
+    figures.append(
+        f"certs --renew-now: {hammer.sent} reviews over the renewal, {hammer.failed} failed"
+    )
     assert hammer.sent > 5
     assert hammer.failed == 0, hammer.errors[:3]
 
 
 def test_rotate_ca_walks_every_stage_with_zero_failed_requests(
-    installed: tuple[Installation, Server], capsys: pytest.CaptureFixture[str]
+    installed: tuple[Installation, Server], capsys: pytest.CaptureFixture[str], figures: list[str]
 ) -> None:
     inst, server = installed
     old_ca = inst.fake.secret_data(NS, "envoy-injector-ca")["ca.crt"]
     seen: list[str] = []
     with Hammer(server, inst.trust) as hammer:
         seen += _next_run(inst, server, capsys, "--rotate-ca")
+        runs = 1
         for _ in range(4):  # the job's usual runs, no flag: observe, switch, retire
             time.sleep(1.2)  # past --rotation-grace
             seen += _next_run(inst, server, capsys)
+            runs += 1
             if any(line.startswith("CA retired") for line in seen):
                 break
     stages = [line.split(":")[0] for line in seen if line.startswith(("CA rotation", "CA retired"))]
@@ -143,5 +148,9 @@ def test_rotate_ca_walks_every_stage_with_zero_failed_requests(
     leaf = inst.fake.secret_data(NS, TLS)["tls.crt"]
     assert verifies(leaf, new_ca, datetime.now(UTC))
     assert not verifies(leaf, old_ca, datetime.now(UTC))
+    figures.append(
+        f"certs --rotate-ca: {len(stages)} stages in {runs} runs, {hammer.sent} reviews, "
+        f"{hammer.failed} failed"
+    )
     assert hammer.sent > 10
     assert hammer.failed == 0, hammer.errors[:3]
