@@ -1,4 +1,5 @@
-"""envoy-injector: serve | inject | certs | controller. Thin: parse flags, call the library."""
+"""envoy-injector: serve | inject | policy | certs | controller. Thin: parse flags, call the
+library."""
 
 from __future__ import annotations
 
@@ -72,6 +73,34 @@ def _uninject_parser(sub: Any) -> None:
     p.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
 
 
+def _policy_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "policy",
+        help="print the admission policies that inject the sidecar without a webhook "
+        "(Kubernetes >= 1.36)",
+    )
+    p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
+    p.add_argument("-o", "--output-dir", type=Path, help=f"write {POLICY_FILE} there")
+
+
+POLICY_FILE = "admission-policies.yaml"
+
+
+def policy_command(args: argparse.Namespace, out: TextIO) -> int:
+    from webhook import policies
+
+    config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    context = settings_mod.context_from_config(config_text, own_namespace=Settings().namespace)
+    docs = policies.render(context.defaults, context.policy, context.excluded_namespaces)
+    text = policies.dump(docs)
+    if args.output_dir is None:
+        out.write(text)
+        return 0
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / POLICY_FILE).write_text(text, encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envoy-injector", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -80,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     _inject_parser(sub)
     _uninject_parser(sub)
     check_command.add_parser(sub)
+    _policy_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
     )
@@ -254,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from webhook.uninject_command import uninject_command
 
             return uninject_command(_read(args.filename), sys.stdout, sys.stderr)
+        if args.command == "policy":
+            return policy_command(args, sys.stdout)
         return inject_command(args, sys.stdout, sys.stderr)
     except (errors.InjectorError, OSError) as exc:
         print(f"envoy-injector: error: {exc}", file=sys.stderr)  # noqa: T201 - caught once here
