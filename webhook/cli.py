@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from webhook import __version__, errors, logs, mutate, patch, settings as settings_mod, workloads
+from webhook import (
+    __version__,
+    check_command,
+    errors,
+    logs,
+    mutate,
+    patch,
+    settings as settings_mod,
+    workloads,
+)
 from webhook.settings import Settings
 
 if TYPE_CHECKING:
@@ -60,6 +69,13 @@ def _inject_parser(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
 
 
+def _uninject_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "uninject", help="take the injected sidecar back out of Pods and workloads, print YAML"
+    )
+    p.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
+
+
 def _policy_parser(sub: Any) -> None:
     p = sub.add_parser(
         "policy",
@@ -94,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _inject_parser(sub)
+    _uninject_parser(sub)
+    check_command.add_parser(sub)
     _policy_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
@@ -231,24 +249,12 @@ def _read(source: str) -> str:
     return Path(source).read_text(encoding="utf-8")
 
 
-def _describe(index: int, doc: Any) -> str:
-    kind = doc.get("kind", "?") if isinstance(doc, dict) else type(doc).__name__
-    name = ""
-    if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
-        name = f" {doc['metadata'].get('name', '')}".rstrip()
-    return f"document {index} ({kind}{name})"
-
-
 def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[list[Any], int]:
     """Inject into every pod template of every YAML document; returns (documents, failures)."""
     out: list[Any] = []
     failures = 0
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        print(f"error: invalid YAML{where}: {exc}", file=err)
+    docs = workloads.load_documents(text, err)
+    if docs is None:
         return [], 1
     for index, original in enumerate(docs, start=1):
         if original is None:
@@ -257,7 +263,8 @@ def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[l
         try:
             for template in workloads.templates(doc):
                 result = mutate.plan_template(template, context)
-                where = f"{_describe(index, doc)} {patch.pointer(*template.path) or '/'}"
+                pointer = patch.pointer(*template.path) or "/"
+                where = f"{workloads.describe(index, doc)} {pointer}"
                 for warning in result.warnings:
                     print(f"warning: {where}: {warning}", file=err)
                 if result.ops:
@@ -266,7 +273,7 @@ def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[l
                 else:
                     print(f"{where}: skipped ({result.decision.reason})", file=err)
         except errors.PodRejected as exc:
-            print(f"error: {_describe(index, doc)}: {exc}", file=err)
+            print(f"error: {workloads.describe(index, doc)}: {exc}", file=err)
             failures += 1
         out.append(doc)
     return out, failures
@@ -297,6 +304,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
             return serve(Settings.from_env(os.environ, **overrides), sys.stdout)
+        if args.command == "check":
+            return check_command.check_command(args, sys.stdout, sys.stderr)
+        if args.command == "uninject":
+            from webhook.uninject_command import uninject_command
+
+            return uninject_command(_read(args.filename), sys.stdout, sys.stderr)
         if args.command == "policy":
             return policy_command(args, sys.stdout)
         return inject_command(args, sys.stdout, sys.stderr)
