@@ -46,10 +46,17 @@ def namespace_labels(name: str, labels: dict[str, str] | None = None) -> dict[st
     return {"kubernetes.io/metadata.name": name, **(labels or {})}
 
 
-def namespace_cases(own_namespace: str) -> list[tuple[str, dict[str, str], bool]]:
-    """(id, namespace labels, whether the webhook must be called) for the namespace selector."""
+def namespace_cases(
+    own_namespace: str, *, opted_in: dict[str, str] | None = None
+) -> list[tuple[str, dict[str, str], bool]]:
+    """(id, namespace labels, whether the webhook must be called) for the namespace selector.
+
+    ``opted_in``: the labels of a namespace that opted in (default envoy-inject=enabled; an
+    operator's extra selector may ask for more).
+    """
+    opted_in = opted_in or OPTED_IN
     return [
-        ("labelled-namespace", namespace_labels("shop", OPTED_IN), True),
+        ("labelled-namespace", namespace_labels("shop", opted_in), True),
         ("unlabelled-namespace", namespace_labels("shop"), False),
         (
             "namespace-labelled-disabled",
@@ -62,7 +69,7 @@ def namespace_cases(own_namespace: str) -> list[tuple[str, dict[str, str], bool]
             False,
         ),
         *[
-            (f"{name}-even-if-labelled", namespace_labels(name, OPTED_IN), False)
+            (f"{name}-even-if-labelled", namespace_labels(name, opted_in), False)
             for name in [*SYSTEM_NAMESPACES, own_namespace]
         ],
     ]
@@ -84,7 +91,9 @@ POD_CREATE_RULE: Final = {
 }
 
 
-def violations(configuration: Object, *, own_namespace: str) -> list[str]:
+def violations(
+    configuration: Object, *, own_namespace: str, opted_in: dict[str, str] | None = None
+) -> list[str]:
     """How ``configuration`` breaks the rules that keep the webhook from blocking the cluster
     or mutating what it must not; empty when it keeps them all. ``failurePolicy`` is the
     operator's choice and is not judged here (both values are safe with these rules)."""
@@ -125,7 +134,7 @@ def violations(configuration: Object, *, own_namespace: str) -> list[str]:
     namespace_selector = hook.get("namespaceSelector", {})
     problems += [
         f"namespaceSelector: {case}: called is {not called}"
-        for case, labels, called in namespace_cases(own_namespace)
+        for case, labels, called in namespace_cases(own_namespace, opted_in=opted_in)
         if selects(namespace_selector, labels) is not called
     ]
     object_selector = hook.get("objectSelector", {})

@@ -65,7 +65,9 @@ spec:
   enableServiceLinks: false
   automountServiceAccountToken: true   # the job talks to the API server
   restartPolicy: Never
-  {{- include "envoy-injector.scheduling" (dict "root" . "values" .Values.certs) | nindent 2 }}
+  {{- with include "envoy-injector.scheduling" (dict "root" . "values" .Values.certs) | trim }}
+  {{- . | nindent 2 }}
+  {{- end }}
   securityContext:
     runAsNonRoot: true
     runAsUser: 10001
