@@ -8,6 +8,7 @@ import re
 from typing import Any, Final
 
 import pytest
+import yaml
 
 from tests.helm import chart, values_table
 from tests.helm.chart import Object
@@ -56,6 +57,24 @@ def test_bad_value_is_refused_with_a_message_naming_it(values: Object, named: li
     assert "values don't meet the specifications of the schema" in message
     for needle in named:
         assert needle in message
+
+
+@pytest.mark.parametrize(
+    ("values", "named"), [(v, n) for _, v, n in REFUSED[:4]], ids=[i for i, _, _ in REFUSED[:4]]
+)
+def test_helm_install_refuses_it_too_before_reaching_a_cluster(
+    values: Object, named: list[str]
+) -> None:
+    """``helm install`` checks the same schema first (here as a client-side dry run, so no
+    cluster is needed; the refusal comes before any request would be sent)."""
+    result = chart.helm(
+        "install", chart.RELEASE, str(chart.CHART), "-n", chart.NAMESPACE,
+        "--dry-run=client", "-f", "-", stdin=yaml.safe_dump(values),
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "INSTALLATION FAILED: values don't meet the specifications" in result.stderr
+    for needle in named:
+        assert needle in result.stderr
 
 
 def test_a_digest_alone_is_enough() -> None:
