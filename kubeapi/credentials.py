@@ -63,7 +63,9 @@ def from_kubeconfig(path: str | None = None, *, context: str | None = None) -> C
         where = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ApiError(0, "NoCredentials", f"cannot use the kubeconfig {where}: {error}") from None
     token: str | None = None
-    authorization = (configuration.api_key or {}).get("authorization") or ""
+    keys = configuration.api_key or {}
+    # Recent kubernetes clients keep a kubeconfig token under "BearerToken", older "authorization".
+    authorization = keys.get("BearerToken") or keys.get("authorization") or ""
     if authorization.lower().startswith("bearer "):
         token = authorization[len("bearer ") :]
     return Credentials(

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-pytest_plugins = ["pytester", "tests.support.confinement"]
+# The last one: the test control plane (etcd + kube-apiserver + kube-controller-manager),
+# started only for the tests that ask for it.
+pytest_plugins = ["pytester", "tests.support.confinement", "tests.support.cluster.fixtures"]
 
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

@@ -1,4 +1,4 @@
-"""envoy-injector: serve | inject | certs. Thin: parse flags, call the library, map errors once."""
+"""envoy-injector: serve | inject | certs | controller. Thin: parse flags, call the library."""
 
 from __future__ import annotations
 
@@ -64,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     _inject_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
+    )
+    sub.add_parser(
+        "controller",
+        help="keep the sidecar's Envoy ConfigMap in labelled namespaces (see: controller --help)",
+        add_help=False,
     )
     return parser
 
@@ -227,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from certs import job
 
         return job.main(argv[1:])
+    if argv[:1] == ["controller"]:
+        from controller import main as controller_main
+
+        return controller_main.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":

@@ -12,7 +12,7 @@ from typing import Any, Final, Self
 
 import yaml
 
-from webhook import errors, overrides, quantity
+from webhook import bootstrap, errors, overrides, quantity
 from webhook.mutate import Context
 from webhook.spec import ALL_OVERRIDES, Policy, Resources, SidecarSpec
 
@@ -187,11 +187,13 @@ def context_from_config(text: str | None, *, own_namespace: str) -> Context:
     doc = doc or {}
     if not isinstance(doc, Mapping):
         raise errors.ConfigError("the config file must hold a mapping at the top")
-    unknown = sorted(set(doc) - {"sidecar", "policy", "excludedNamespaces"})
+    unknown = sorted(set(doc) - {"sidecar", "policy", "excludedNamespaces", "bootstrap"})
     if unknown:
         raise errors.ConfigError(
-            f"unknown top-level keys {unknown}; known: excludedNamespaces, policy, sidecar"
+            f"unknown top-level keys {unknown}; "
+            "known: bootstrap, excludedNamespaces, policy, sidecar"
         )
+    bootstrap.template(doc.get("bootstrap"))  # the controller writes it; refuse a broken one
     excluded = {str(ns) for ns in doc.get("excludedNamespaces") or []}
     if own_namespace:
         excluded.add(own_namespace)

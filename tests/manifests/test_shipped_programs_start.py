@@ -90,19 +90,29 @@ def test_the_webhook_starts_in_its_kubelet_environment(tmp_path: Path, force_lin
 
 
 @pytest.mark.parametrize(
-    ("kind", "name"),
-    [("Job", "envoy-injector-certs"), ("CronJob", "envoy-injector-certs-rotate")],
+    ("kind", "name", "no_cluster"),
+    [
+        ("Job", "envoy-injector-certs", "no Kubernetes credentials"),
+        ("CronJob", "envoy-injector-certs-rotate", "no Kubernetes credentials"),
+        ("Deployment", "envoy-injector-controller", "cannot use the kubeconfig"),
+    ],
 )
-def test_the_cert_job_starts_in_its_kubelet_environment(kind: str, name: str) -> None:
+def test_the_cluster_clients_start_in_their_kubelet_environment(
+    tmp_path: Path, kind: str, name: str, no_cluster: str
+) -> None:
     spec, container = _shipped(kind, name)
     assert spec["enableServiceLinks"] is False
     env = service_links.container_environment(
         spec, container, namespace=NAMESPACE, services=SERVICES, force_service_links=True
     )
-    # No cluster here: the job must get past its arguments and settings to the point where it
-    # looks for the API server, and say that it found none.
+    config = tmp_path / "config.yaml"
+    config_map = documents.one(OBJECTS, "ConfigMap", "envoy-injector-config")
+    config.write_text(config_map["data"]["config.yaml"])
+    args = [str(config) if arg.endswith("/config.yaml") else arg for arg in container["args"]]
+    # No cluster here: each must get past its arguments, settings and config to the point where
+    # it looks for the API server, and say that it found none.
     result = subprocess.run(
-        [sys.executable, "-m", "webhook", *container["args"]],
+        [sys.executable, "-m", "webhook", *args],
         env={**env, "HOME": "/nonexistent"},
         capture_output=True,
         text=True,
@@ -110,4 +120,4 @@ def test_the_cert_job_starts_in_its_kubelet_environment(kind: str, name: str) ->
         check=False,
     )
     assert result.returncode == 1, result.stderr
-    assert "no Kubernetes credentials" in result.stderr, result.stderr
+    assert no_cluster in result.stderr, result.stderr
