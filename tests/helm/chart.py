@@ -135,6 +135,22 @@ def _drop_hook(helm_objs: list[Object], _kustomize: list[Object]) -> list[Object
     return helm_objs
 
 
+POLICY_KINDS: Final = {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
+
+
+def _stamp_policy_namespace(helm_objs: list[Object], kustomize: list[Object]) -> list[Object]:
+    stamped = {
+        (o["kind"], o["metadata"]["name"]): o["metadata"]["namespace"]
+        for o in kustomize
+        if o["kind"] in POLICY_KINDS and "namespace" in o["metadata"]
+    }
+    for obj in helm_objs:
+        namespace = stamped.get((obj["kind"], obj["metadata"]["name"]))
+        if namespace is not None:
+            obj["metadata"]["namespace"] = namespace
+    return helm_objs
+
+
 def _parse_config(objs: list[Object]) -> list[Object]:
     for obj in objs:
         if obj["kind"] == "ConfigMap" and obj["metadata"]["name"] == "envoy-injector-config":
@@ -162,8 +178,8 @@ DIFFERENCES: Final = [
     ),
     Difference(
         "checksum-annotation",
-        "the webhook's Pod template carries checksum/config, the hash of config.yaml, so that "
-        "`helm upgrade` with a changed configuration rolls the Deployment",
+        "the Pod templates of the webhook and the controller carry checksum/config, the hash of "
+        "config.yaml, so that `helm upgrade` with a changed configuration rolls both Deployments",
         _drop_checksum,
     ),
     Difference(
@@ -171,6 +187,13 @@ DIFFERENCES: Final = [
         "the cert Job is a post-install,post-upgrade hook (deleted before it is re-created): a "
         "Job's Pod template is immutable, and the job re-checks the certificate on every upgrade",
         _drop_hook,
+    ),
+    Difference(
+        "no-namespace-on-cluster-scoped-policies",
+        "the ValidatingAdmissionPolicy and its binding are cluster-scoped and carry no namespace; "
+        "kustomize (5.7 and older) does not know these kinds and stamps one on, which the API "
+        "server drops",
+        _stamp_policy_namespace,
     ),
     Difference(
         "config-as-data",

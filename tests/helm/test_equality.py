@@ -18,6 +18,12 @@ from tests.support import kustomization
 
 KUSTOMIZE: Final = kustomization.build(INJECTOR)
 DEFAULTS: Final = chart.template()
+CLUSTER_SCOPED: Final = {
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+    *chart.POLICY_KINDS,
+}
 
 
 def test_default_rendering_equals_the_kustomize_build_once_the_named_differences_are_undone() -> (
@@ -55,12 +61,14 @@ def test_every_object_carries_helms_standard_labels() -> None:
 
 def test_pod_templates_and_selectors_carry_no_helm_label() -> None:
     """Selectors are immutable: they must not change with the chart version."""
-    deployment = next(o for o in DEFAULTS if o["kind"] == "Deployment")
-    for labels in (
-        deployment["spec"]["selector"]["matchLabels"],
-        deployment["spec"]["template"]["metadata"]["labels"],
-    ):
-        assert not set(labels) & set(chart.HELM_LABELS)
+    deployments = [o for o in DEFAULTS if o["kind"] == "Deployment"]
+    assert len(deployments) == 2
+    for deployment in deployments:
+        for labels in (
+            deployment["spec"]["selector"]["matchLabels"],
+            deployment["spec"]["template"]["metadata"]["labels"],
+        ):
+            assert not set(labels) & set(chart.HELM_LABELS)
 
 
 def test_the_release_namespace_reaches_every_namespaced_object_and_reference() -> None:
@@ -68,7 +76,7 @@ def test_the_release_namespace_reaches_every_namespaced_object_and_reference() -
     text = chart.rendered_text(namespace="mesh-system")
     assert "namespace: envoy-injector" not in text
     for obj in objs:
-        if obj["kind"] not in {"ClusterRole", "ClusterRoleBinding", "MutatingWebhookConfiguration"}:
+        if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"]["namespace"] == "mesh-system", chart.key(obj)
         for subject in obj.get("subjects", []):
             assert subject["namespace"] == "mesh-system"
@@ -78,6 +86,11 @@ def test_the_release_namespace_reaches_every_namespaced_object_and_reference() -
     not_in = hook["namespaceSelector"]["matchExpressions"][1]["values"]
     assert "mesh-system" in not_in
     assert "envoy-injector" not in not_in
+    (policy,) = [o for o in objs if o["kind"] == "ValidatingAdmissionPolicy"]
+    username = policy["spec"]["matchConditions"][0]["expression"]
+    assert "'system:serviceaccount:mesh-system:envoy-injector-controller'" in username
+    assert "'mesh-system'" in policy["spec"]["validations"][-1]["expression"]
+    assert "'envoy-injector'" not in policy["spec"]["validations"][-1]["expression"]
     for obj in objs:
         spec = documents.pod_spec(obj)
         if spec is not None and obj["kind"] != "Deployment":

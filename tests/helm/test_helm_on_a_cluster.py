@@ -23,16 +23,7 @@ import yaml
 
 from tests.helm import chart
 from tests.support import tools
-
-try:
-    from tests.support.cluster import (  # type: ignore[import-not-found,unused-ignore]
-        binaries,
-        controlplane,
-        kube,
-        record,
-    )
-except ModuleNotFoundError:  # until branch apiserver (the control-plane fixture) is merged
-    pytest.skip("needs tests/support/cluster (branch apiserver)", allow_module_level=True)
+from tests.support.cluster import binaries, controlplane, kube, record
 
 NAMESPACE: Final = chart.NAMESPACE
 WEBHOOK: Final = "mutatingwebhookconfiguration/envoy-injector"

@@ -26,8 +26,8 @@ from webhook import settings
 DIGEST: Final = "sha256:" + "0123456789abcdef" * 4
 
 
-def one(objs: list[Object], kind: str) -> Object:
-    (found,) = [o for o in objs if o["kind"] == kind]
+def one(objs: list[Object], kind: str, name: str | None = None) -> Object:
+    (found,) = [o for o in objs if o["kind"] == kind and name in {None, o["metadata"]["name"]}]
     return found
 
 
@@ -67,12 +67,12 @@ def expect_digest(objs: list[Object]) -> None:
 
 
 def expect_three_replicas(objs: list[Object]) -> None:
-    assert one(objs, "Deployment")["spec"]["replicas"] == 3
+    assert one(objs, "Deployment", "envoy-injector")["spec"]["replicas"] == 3
     assert one(objs, "PodDisruptionBudget")["spec"]["minAvailable"] == 1
 
 
 def expect_one_replica_and_no_budget(objs: list[Object]) -> None:
-    assert one(objs, "Deployment")["spec"]["replicas"] == 1
+    assert one(objs, "Deployment", "envoy-injector")["spec"]["replicas"] == 1
     assert not [o for o in objs if o["kind"] == "PodDisruptionBudget"]
 
 
@@ -81,13 +81,33 @@ def expect_ignore(objs: list[Object]) -> None:
     assert webhook(objs)["timeoutSeconds"] == 3
 
 
+def expect_no_controller(objs: list[Object]) -> None:
+    components = {o["metadata"]["labels"].get("app.kubernetes.io/component") for o in objs}
+    assert "controller" not in components
+    assert {o["kind"] for o in objs} >= {"Deployment", "MutatingWebhookConfiguration"}
+    assert not [o for o in objs if o["kind"] in chart.POLICY_KINDS]
+    # The webhook's own half stays whole.
+    assert [o["metadata"]["name"] for o in objs if o["kind"] == "Deployment"] == ["envoy-injector"]
+    assert len([o for o in objs if o["kind"] == "NetworkPolicy"]) == 2
+
+
+def expect_controller_tuned(objs: list[Object]) -> None:
+    controller = one(objs, "Deployment", "envoy-injector-controller")
+    assert controller["spec"]["replicas"] == 1
+    spec = controller["spec"]["template"]["spec"]
+    assert spec["tolerations"] == [{"key": "infra", "operator": "Exists"}]
+    # The policy's names follow the renamed ConfigMap the sidecar mounts.
+    policy = one(objs, "ValidatingAdmissionPolicy")
+    assert policy["spec"]["variables"][0]["expression"] == "['mesh-envoy']"
+
+
 def expect_no_network_policy(objs: list[Object]) -> None:
     assert not [o for o in objs if o["kind"] == "NetworkPolicy"]
 
 
 def expect_api_server_cidr(objs: list[Object]) -> None:
     policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
-    assert len(policies) == 2
+    assert len(policies) == 3
     for policy in policies:
         api = policy["spec"]["egress"][0]
         assert api["to"] == [{"ipBlock": {"cidr": "10.0.0.1/32"}}]
@@ -95,7 +115,7 @@ def expect_api_server_cidr(objs: list[Object]) -> None:
 
 
 def expect_scheduling(objs: list[Object]) -> None:
-    deployment = one(objs, "Deployment")["spec"]["template"]["spec"]
+    deployment = one(objs, "Deployment", "envoy-injector")["spec"]["template"]["spec"]
     assert deployment["nodeSelector"] == {"node-role.example/infra": "true"}
     assert deployment["tolerations"] == [{"key": "infra", "operator": "Exists"}]
     server = documents.container(deployment, "envoy-injector")
@@ -189,6 +209,18 @@ VALUE_SETS: Final = [
         "ignore-policy",
         {"webhook": {"failurePolicy": "Ignore", "timeoutSeconds": 3}},
         expect_ignore,
+    ),
+    ValueSet("controller-off", {"controller": {"enabled": False}}, expect_no_controller),
+    ValueSet(
+        "controller-tuned-and-configmap-renamed",
+        {
+            "controller": {
+                "replicas": 1,
+                "tolerations": [{"key": "infra", "operator": "Exists"}],
+            },
+            "sidecar": {"configMap": "mesh-envoy"},
+        },
+        expect_controller_tuned,
     ),
     ValueSet("network-policy-off", {"networkPolicy": {"enabled": False}}, expect_no_network_policy),
     ValueSet(

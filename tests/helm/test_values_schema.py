@@ -120,7 +120,7 @@ def test_schema_offers_exactly_the_log_levels_envoy_is_given() -> None:
 def test_readme_values_table_is_generated_from_the_schema() -> None:
     readme = (chart.CHART / "README.md").read_text()
     assert values_table.table() in readme, (
-        "regenerate it: python -m tests.helm.values_table, and paste it into the chart README"
+        "regenerate it: python -m tests.helm.values_table --write"
     )
 
 

@@ -1,6 +1,7 @@
 """The chart README's values table, generated from values.schema.json and values.yaml.
 
-``python -m tests.helm.values_table`` prints it; tests/helm/test_values_schema.py checks that
+``python -m tests.helm.values_table`` prints it (``--write`` puts it into the README, between
+its markers); tests/helm/test_values_schema.py checks that
 the README holds exactly this table, so a value added to the schema is documented or fails.
 One row per leaf of the schema (objects whose properties the schema lists are walked into).
 """
@@ -8,6 +9,7 @@ One row per leaf of the schema (objects whose properties the schema lists are wa
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Final
 
 import yaml
@@ -71,5 +73,16 @@ def table() -> str:
     return "\n".join([BEGIN, *head, *rows(schema(), defaults()), END])
 
 
+def write_readme() -> None:
+    """Replace the table between the README's markers with :func:`table`."""
+    readme = CHART / "README.md"
+    text = readme.read_text()
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + table() + text[end:])
+
+
 if __name__ == "__main__":
-    print(table())  # noqa: T201 - the point of the command
+    if sys.argv[1:] == ["--write"]:
+        write_readme()
+    else:
+        print(table())  # noqa: T201 - the point of the command

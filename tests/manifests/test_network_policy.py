@@ -1,5 +1,5 @@
-"""The NetworkPolicies: every Pod the injector runs is covered; in, only the webhook port reaches
-the webhook; out, the webhook and the cert job reach only the API server and DNS.
+"""The NetworkPolicies: every Pod the injector runs is covered; in, only the port each serves
+reaches it (none for the cert job); out, every Pod reaches only the API server and DNS.
 
 Evaluated as data against the shipped Pods (the selectors with the API server's semantics from
 webhook_safety); kubernetes-validate checks the objects themselves in test_schema.py.
@@ -57,12 +57,17 @@ def test_every_injector_pod_reaches_only_the_api_server_and_dns(
     assert policy["spec"]["egress"] == [{"ports": API_SERVER}, {"ports": DNS}]
 
 
-def test_only_the_webhook_port_reaches_the_webhook_pods() -> None:
-    deployment = documents.one(OBJECTS, "Deployment", "envoy-injector")
-    (policy,) = covering(deployment)
-    server = documents.container(deployment["spec"]["template"]["spec"], "envoy-injector")
-    (port,) = server["ports"]
-    # From any source: the API server calls from outside the Pod network.
+@pytest.mark.parametrize(
+    ("deployment", "container"),
+    [("envoy-injector", "envoy-injector"), ("envoy-injector-controller", "controller")],
+    ids=["webhook", "controller"],
+)
+def test_only_the_served_port_reaches_a_deployments_pods(deployment: str, container: str) -> None:
+    obj = documents.one(OBJECTS, "Deployment", deployment)
+    (policy,) = covering(obj)
+    served = documents.container(obj["spec"]["template"]["spec"], container)
+    (port,) = served["ports"]
+    # From any source: the API server and the kubelet call from outside the Pod network.
     assert policy["spec"]["ingress"] == [
         {"ports": [{"protocol": port["protocol"], "port": port["containerPort"]}]}
     ]

@@ -126,5 +126,5 @@ spec:
 
 {{/* The server's config.yaml (see webhook/settings.py for the keys it accepts). */}}
 {{- define "envoy-injector.config" -}}
-{{- dict "sidecar" .Values.sidecar "policy" .Values.policy "excludedNamespaces" (include "envoy-injector.systemNamespaces" . | fromJsonArray) | toYaml }}
+{{- dict "sidecar" .Values.sidecar "policy" .Values.policy "excludedNamespaces" (include "envoy-injector.systemNamespaces" . | fromJsonArray) "bootstrap" .Values.bootstrap | toYaml }}
 {{- end }}
