@@ -94,7 +94,7 @@ def cluster() -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster) -> Cluster:
+def released(cluster: Cluster) -> Cluster:
     """The README's install: the labelled namespace, then ``helm install`` and the cert job."""
     cluster.kubectl("create", "namespace", NAMESPACE)
     cluster.kubectl("label", "namespace", NAMESPACE, *[f"{k}={v}" for k, v in PSS.items()])
@@ -115,42 +115,42 @@ def managers_of_ca_bundle(cluster: Cluster) -> list[str]:
 
 
 def test_upgrade_keeps_the_ca_bundle_rolls_the_deployment_and_reruns_the_job_harmlessly(
-    installed: Cluster,
+    released: Cluster,
 ) -> None:
-    ca_bundle = installed.get(WEBHOOK, CA_BUNDLE_PATH)
+    ca_bundle = released.get(WEBHOOK, CA_BUNDLE_PATH)
     assert ca_bundle, "the cert job wrote no caBundle"
-    assert "helm" not in managers_of_ca_bundle(installed)
-    checksum = installed.get("deployment/envoy-injector", CHECKSUM_PATH, namespace=NAMESPACE)
-    secret = installed.get("secret/envoy-injector-tls", "{.metadata.resourceVersion}",
+    assert "helm" not in managers_of_ca_bundle(released)
+    checksum = released.get("deployment/envoy-injector", CHECKSUM_PATH, namespace=NAMESPACE)
+    secret = released.get("secret/envoy-injector-tls", "{.metadata.resourceVersion}",
                            namespace=NAMESPACE)  # fmt: skip
 
     # Helm 4 applies server-side by default.
-    installed.helm(
+    released.helm(
         "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--no-hooks",
         "--set", "sidecar.logLevel=debug", "--set", "webhook.failurePolicy=Ignore",
     )  # fmt: skip
-    assert installed.get(WEBHOOK, "{.webhooks[0].failurePolicy}") == "Ignore", "not upgraded"
-    assert installed.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
-    changed = installed.get("deployment/envoy-injector", CHECKSUM_PATH, namespace=NAMESPACE)
+    assert released.get(WEBHOOK, "{.webhooks[0].failurePolicy}") == "Ignore", "not upgraded"
+    assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
+    changed = released.get("deployment/envoy-injector", CHECKSUM_PATH, namespace=NAMESPACE)
     assert changed
     assert changed != checksum
-    config = installed.get("configmap/envoy-injector-config", "{.data.config\\.yaml}",
+    config = released.get("configmap/envoy-injector-config", "{.data.config\\.yaml}",
                            namespace=NAMESPACE)  # fmt: skip
     assert yaml.safe_load(config)["sidecar"]["logLevel"] == "debug"
 
     # The post-upgrade hook: a valid certificate is left alone.
-    installed.run_cert_job()
-    assert installed.get("secret/envoy-injector-tls", "{.metadata.resourceVersion}",
+    released.run_cert_job()
+    assert released.get("secret/envoy-injector-tls", "{.metadata.resourceVersion}",
                          namespace=NAMESPACE) == secret  # fmt: skip
-    assert installed.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
+    assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
 
     # Helm 3's way (a three-way patch computed in the client) leaves it as well.
-    installed.helm(
+    released.helm(
         "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--no-hooks",
         "--server-side=false", "--set", "webhook.failurePolicy=Fail",
     )  # fmt: skip
-    assert installed.get(WEBHOOK, "{.webhooks[0].failurePolicy}") == "Fail", "not upgraded"
-    assert installed.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
+    assert released.get(WEBHOOK, "{.webhooks[0].failurePolicy}") == "Fail", "not upgraded"
+    assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
 
 
 def dry_run_pod(cluster: Cluster, namespace: str) -> subprocess.CompletedProcess[str]:
@@ -167,12 +167,12 @@ def dry_run_pod(cluster: Cluster, namespace: str) -> subprocess.CompletedProcess
     return result
 
 
-def test_uninstall_leaves_no_webhook_configuration_that_blocks_pods(installed: Cluster) -> None:
-    installed.kubectl("create", "namespace", "shop")
-    installed.kubectl("label", "namespace", "shop", "envoy-inject=enabled")
+def test_uninstall_leaves_no_webhook_configuration_that_blocks_pods(released: Cluster) -> None:
+    released.kubectl("create", "namespace", "shop")
+    released.kubectl("label", "namespace", "shop", "envoy-inject=enabled")
     kube.eventually(
         lambda: (
-            installed.kubectl(
+            released.kubectl(
                 "-n", "shop", "get", "serviceaccount", "default", check=False
             ).returncode
             == 0
@@ -180,12 +180,12 @@ def test_uninstall_leaves_no_webhook_configuration_that_blocks_pods(installed: C
         "ServiceAccount shop/default",
     )
     # Installed, with failurePolicy Fail and no webhook Pod able to answer (no node): refused.
-    refused = dry_run_pod(installed, "shop")
+    refused = dry_run_pod(released, "shop")
     assert refused.returncode != 0
     assert "sidecar.envoy-inject.io" in refused.stderr
 
-    installed.helm("uninstall", chart.RELEASE, "-n", NAMESPACE, "--wait")
-    gone = installed.kubectl("get", WEBHOOK, check=False)
+    released.helm("uninstall", chart.RELEASE, "-n", NAMESPACE, "--wait")
+    gone = released.kubectl("get", WEBHOOK, check=False)
     assert gone.returncode != 0
     assert "NotFound" in gone.stderr
-    assert dry_run_pod(installed, "shop").returncode == 0
+    assert dry_run_pod(released, "shop").returncode == 0
