@@ -52,6 +52,12 @@ def test_every_allowed_difference_is_real(difference: chart.Difference) -> None:
     assert partly != ours, f"{difference.name} changes nothing"
 
 
+def test_the_chart_readme_documents_every_allowed_difference() -> None:
+    readme = (chart.CHART / "README.md").read_text()
+    for difference in chart.DIFFERENCES:
+        assert f"(`{difference.name}`)" in readme, f"README.md does not explain {difference.name}"
+
+
 def test_every_object_carries_helms_standard_labels() -> None:
     for obj in DEFAULTS:
         labels = obj["metadata"]["labels"]
