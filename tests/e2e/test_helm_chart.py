@@ -1,12 +1,13 @@
 """The chart on a real kube-apiserver: ``helm install``, the cert job, ``helm upgrade`` with a
-changed value (the caBundle stays, the Deployment's checksum changes, the job re-runs without
-renewing), ``helm uninstall`` (no webhook configuration is left to block Pods).
+changed value (the caBundle stays, the Deployment's checksum changes), an upgrade that changes
+the cert Job (replaced, not refused; the new one renews nothing), ``helm uninstall`` (no webhook
+configuration is left to block Pods).
 
 Its own control plane (tests/support/cluster), not the session's: the webhook configuration and
 the ClusterRoles have fixed, cluster-wide names, which the kustomize install of the e2e suite
-uses too. There is no node, so the hook Job's Pod would never run: helm runs with ``--no-hooks``
-and the test runs the hook's own command (read back from the release with ``helm get hooks``)
-with the cluster's kubeconfig, as the e2e suite does for the kustomize install's Job.
+uses too. There is no node, so the cert Job's Pod never runs: the test runs the Job's own
+command (read back from the release with ``helm get manifest``) with the cluster's kubeconfig,
+as the e2e suite does for the kustomize install's Job.
 """
 
 from __future__ import annotations
@@ -55,12 +56,15 @@ class Cluster:
         out: str = self.kubectl("get", *where, what, "-o", f"jsonpath={jsonpath}").stdout
         return out
 
+    def cert_job(self) -> Any:
+        """The cert Job as the release holds it."""
+        manifest = self.helm("get", "manifest", chart.RELEASE, "-n", NAMESPACE).stdout
+        (job,) = [d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "Job"]
+        return job
+
     def run_cert_job(self) -> str:
-        """The post-install/post-upgrade hook's command, as the release holds it."""
-        hooks = self.helm("get", "hooks", chart.RELEASE, "-n", NAMESPACE).stdout
-        (job,) = [d for d in yaml.safe_load_all(hooks) if d and d["kind"] == "Job"]
-        assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
-        args = job["spec"]["template"]["spec"]["containers"][0]["args"]
+        """The cert Job's command, as the release holds it (there is no node to run its Pod)."""
+        args = self.cert_job()["spec"]["template"]["spec"]["containers"][0]["args"]
         env = {**os.environ, "KUBECONFIG": str(self.kubectl.kubeconfig)}
         done = subprocess.run(
             [sys.executable, "-m", "webhook", *args],
@@ -98,7 +102,7 @@ def released(cluster: Cluster) -> Cluster:
     """The README's install: the labelled namespace, then ``helm install`` and the cert job."""
     cluster.kubectl("create", "namespace", NAMESPACE)
     cluster.kubectl("label", "namespace", NAMESPACE, *[f"{k}={v}" for k, v in PSS.items()])
-    cluster.helm("install", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--no-hooks")
+    cluster.helm("install", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE)
     cluster.run_cert_job()
     return cluster
 
@@ -126,7 +130,7 @@ def test_upgrade_keeps_the_ca_bundle_rolls_the_deployment_and_reruns_the_job_har
 
     # Helm 4 applies server-side by default.
     released.helm(
-        "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--no-hooks",
+        "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE,
         "--set", "sidecar.logLevel=debug", "--set", "webhook.failurePolicy=Ignore",
     )  # fmt: skip
     assert released.get(WEBHOOK, "{.webhooks[0].failurePolicy}") == "Ignore", "not upgraded"
@@ -138,18 +142,56 @@ def test_upgrade_keeps_the_ca_bundle_rolls_the_deployment_and_reruns_the_job_har
                            namespace=NAMESPACE)  # fmt: skip
     assert yaml.safe_load(config)["sidecar"]["logLevel"] == "debug"
 
-    # The post-upgrade hook: a valid certificate is left alone.
-    released.run_cert_job()
+    # An upgrade that changes the cert Job's (immutable) Pod template replaces the Job.
+    job = released.cert_job()["metadata"]["name"]
+    released.helm(
+        "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--reuse-values",
+        "--set", "image.tag=0.1.1",
+    )  # fmt: skip
+    replaced = released.cert_job()["metadata"]["name"]
+    assert replaced != job
+    assert released.get(f"job/{replaced}", "{.metadata.name}", namespace=NAMESPACE) == replaced
+    gone = released.kubectl("-n", NAMESPACE, "get", f"job/{job}", check=False)
+    assert "NotFound" in gone.stderr
+    # A Job that deleted itself (ttlSecondsAfterFinished) comes back with the next upgrade.
+    released.kubectl("-n", NAMESPACE, "delete", f"job/{replaced}")
+    released.helm("upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--reuse-values")
+    assert released.get(f"job/{replaced}", "{.metadata.name}", namespace=NAMESPACE) == replaced
+    # The new Job runs and leaves the valid certificate and caBundle alone.
+    assert "unchanged" in released.run_cert_job()
     assert released.get("secret/envoy-injector-tls", "{.metadata.resourceVersion}",
                          namespace=NAMESPACE) == secret  # fmt: skip
     assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
 
     # Helm 3's way (a three-way patch computed in the client) leaves it as well.
     released.helm(
-        "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE, "--no-hooks",
+        "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE,
         "--server-side=false", "--set", "webhook.failurePolicy=Fail",
     )  # fmt: skip
     assert released.get(WEBHOOK, "{.webhooks[0].failurePolicy}") == "Fail", "not upgraded"
+    assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
+
+
+def test_force_replace_fails_drops_the_ca_bundle_and_the_cert_job_writes_it_back(
+    released: Cluster,
+) -> None:
+    """What the README warns of: --force-replace replaces objects whole. The Job cannot be
+    replaced (the API server wants its generated selector back), so the upgrade fails; but the
+    webhook configuration has been replaced by then, without the caBundle. Re-running the cert
+    job, as the README says, writes it back."""
+    ca_bundle = released.get(WEBHOOK, CA_BUNDLE_PATH)
+    assert ca_bundle
+    result = subprocess.run(
+        [
+            str(tools.helm()), "upgrade", chart.RELEASE, str(chart.CHART), "-n", NAMESPACE,
+            "--reuse-values", "--force-replace", "--kubeconfig", str(released.kubectl.kubeconfig),
+        ],
+        capture_output=True, text=True, timeout=180, check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "Job.batch" in result.stderr
+    assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ""
+    released.run_cert_job()
     assert released.get(WEBHOOK, CA_BUNDLE_PATH) == ca_bundle
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -86,10 +87,8 @@ def key(obj: Object) -> tuple[str, str, str]:
 # --- the deliberate differences from the kustomize install --------------------------------------
 
 HELM_LABELS: Final = ("helm.sh/chart", "app.kubernetes.io/managed-by")
-HOOK_ANNOTATIONS: Final = {
-    "helm.sh/hook": "post-install,post-upgrade",
-    "helm.sh/hook-delete-policy": "before-hook-creation",
-}
+CERT_JOB: Final = "envoy-injector-certs"
+HASHED_CERT_JOB: Final = re.compile(rf"{CERT_JOB}-[0-9a-f]{{8}}")
 CHECKSUM: Final = "checksum/config"
 
 
@@ -125,13 +124,10 @@ def _drop_checksum(helm_objs: list[Object], _kustomize: list[Object]) -> list[Ob
     return helm_objs
 
 
-def _drop_hook(helm_objs: list[Object], _kustomize: list[Object]) -> list[Object]:
+def _unhash_cert_job(helm_objs: list[Object], _kustomize: list[Object]) -> list[Object]:
     for obj in helm_objs:
-        annotations = obj["metadata"].get("annotations", {})
-        for annotation in HOOK_ANNOTATIONS:
-            annotations.pop(annotation, None)
-        if not annotations:
-            obj["metadata"].pop("annotations", None)
+        if obj["kind"] == "Job" and HASHED_CERT_JOB.fullmatch(obj["metadata"]["name"]):
+            obj["metadata"]["name"] = CERT_JOB
     return helm_objs
 
 
@@ -183,10 +179,11 @@ DIFFERENCES: Final = [
         _drop_checksum,
     ),
     Difference(
-        "cert-job-hook",
-        "the cert Job is a post-install,post-upgrade hook (deleted before it is re-created): a "
-        "Job's Pod template is immutable, and the job re-checks the certificate on every upgrade",
-        _drop_hook,
+        "cert-job-name",
+        "the cert Job is called envoy-injector-certs-<hash of its Pod template>: that template is "
+        "immutable, so an upgrade that changes it replaces the Job (which runs again) instead of "
+        "failing",
+        _unhash_cert_job,
     ),
     Difference(
         "no-namespace-on-cluster-scoped-policies",

@@ -128,3 +128,8 @@ spec:
 {{- define "envoy-injector.config" -}}
 {{- dict "sidecar" .Values.sidecar "policy" .Values.policy "excludedNamespaces" (include "envoy-injector.systemNamespaces" . | fromJsonArray) "bootstrap" .Values.bootstrap | toYaml }}
 {{- end }}
+
+{{/* The install Job's name: envoy-injector-certs-<hash of its (immutable) Pod template>. */}}
+{{- define "envoy-injector.certsJobName" -}}
+envoy-injector-certs-{{ include "envoy-injector.certsPod" . | sha256sum | trunc 8 }}
+{{- end }}
