@@ -1,4 +1,5 @@
-"""envoy-injector: serve | inject | certs | controller. Thin: parse flags, call the library."""
+"""envoy-injector: serve | inject | policy | certs | controller. Thin: parse flags, call the
+library."""
 
 from __future__ import annotations
 
@@ -56,12 +57,41 @@ def _inject_parser(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
 
 
+def _policy_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "policy",
+        help="print the admission policies that inject the sidecar without a webhook "
+        "(Kubernetes >= 1.36)",
+    )
+    p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
+    p.add_argument("-o", "--output-dir", type=Path, help=f"write {POLICY_FILE} there")
+
+
+POLICY_FILE = "admission-policies.yaml"
+
+
+def policy_command(args: argparse.Namespace, out: TextIO) -> int:
+    from webhook import policies
+
+    config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    context = settings_mod.context_from_config(config_text, own_namespace=Settings().namespace)
+    docs = policies.render(context.defaults, context.policy, context.excluded_namespaces)
+    text = policies.dump(docs)
+    if args.output_dir is None:
+        out.write(text)
+        return 0
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / POLICY_FILE).write_text(text, encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envoy-injector", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _inject_parser(sub)
+    _policy_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
     )
@@ -241,6 +271,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
             return serve(Settings.from_env(os.environ, **overrides), sys.stdout)
+        if args.command == "policy":
+            return policy_command(args, sys.stdout)
         return inject_command(args, sys.stdout, sys.stderr)
     except (errors.InjectorError, OSError) as exc:
         print(f"envoy-injector: error: {exc}", file=sys.stderr)  # noqa: T201 - caught once here
