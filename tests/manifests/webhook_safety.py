@@ -107,7 +107,7 @@ def violations(
     expected = {
         "admissionReviewVersions": ["v1"],
         "sideEffects": "None",
-        "reinvocationPolicy": "IfNeeded",
+        "reinvocationPolicy": "Never",
         "rules": [POD_CREATE_RULE],
     }
     problems += [
