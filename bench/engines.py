@@ -82,9 +82,9 @@ def _injected(body: dict[str, Any]) -> bool:
 class Cluster:
     """The control plane with both engines installed and one namespace per engine."""
 
-    def __init__(self, stack: ExitStack, workdir: Path) -> None:
+    def __init__(self, stack: ExitStack, workdir: Path, progress: Callable[[str], None]) -> None:
         directory = record.clusters_root() / f"bench-engines-{os.getpid()}"
-        _progress("starting the control plane (tests/support/cluster)")
+        progress("starting the control plane (tests/support/cluster)")
         found = binaries.locate(get=True)
         try:
             self.plane = controlplane.start(directory, found, owner=os.getpid())
@@ -94,7 +94,7 @@ class Cluster:
             e["pid"] for e in record.Record(directory).processes() if e["name"] == "kube-apiserver"
         )
         self.kubectl = kube.Kubectl(str(tools.kubectl()), self.plane.kubeconfig)
-        _progress("installing manifests/injector and manifests/policy")
+        progress("installing manifests/injector and manifests/policy")
         host = install.loopback_address()
         tls = install.install(self.kubectl, host, workdir)
         self._split_selectors()
@@ -188,7 +188,9 @@ def _create(
         return [seconds for part in parts for seconds in part]
 
 
-def measure(cluster: Cluster, pods: int, clients: int, rounds: int) -> Run:
+def measure(
+    cluster: Cluster, pods: int, clients: int, rounds: int, progress: Callable[[str], None]
+) -> Run:
     tallies = {engine: Tally() for engine in ENGINES}
     rounds_cpu: dict[str, list[float]] = {engine: [] for engine in ENGINES}
     webhook_pid = cluster.webhook.process.pid
@@ -199,7 +201,7 @@ def measure(cluster: Cluster, pods: int, clients: int, rounds: int) -> Run:
             _create(pool, cluster.namespaces[engine], names, engine)
         for r, size in enumerate(sizes):
             for engine in ENGINES[r % 3 :] + ENGINES[: r % 3]:
-                _progress(f"round {r + 1}/{rounds}: {size} Pods, {engine}")
+                progress(f"round {r + 1}/{rounds}: {size} Pods, {engine}")
                 names = [f"pod-{r}-{i}" for i in range(size)]
                 api0, hook0 = procs.cpu_seconds(cluster.apiserver), procs.cpu_seconds(webhook_pid)
                 took = _create(pool, cluster.namespaces[engine], names, engine)
@@ -243,8 +245,8 @@ def main(argv: Sequence[str] | None = None, progress: Callable[[str], None] = _p
     load = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp, ExitStack() as stack:
-            cluster = Cluster(stack, Path(tmp))
-            run = measure(cluster, args.pods, args.clients, args.rounds)
+            cluster = Cluster(stack, Path(tmp), progress)
+            run = measure(cluster, args.pods, args.clients, args.rounds, progress)
     except (RuntimeError, TimeoutError, OSError, binaries.Missing, kube.KubectlError) as exc:
         progress(f"error: {exc}")
         return 1
