@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -255,3 +257,29 @@ def test_the_policy_cannot_fit_the_sidecar_to_pod_level_resources_and_the_api_se
     assert sidecar["resources"]["limits"]["cpu"] == "300m"
     assert by_policy.status_code == 422, by_policy.text
     assert "must be less than or equal to pod limits of 300m" in by_policy.text
+
+
+def test_check_names_the_engine_of_each_namespace_and_warns_where_both_serve(
+    engines: None, webhook: server.Server, namespace: Callable[..., str], api: httpx.Client,
+    kubectl: kube.Kubectl,
+) -> None:  # fmt: skip
+    both = namespace("eq-both", **{"envoy-inject": "enabled", ENGINE: "both"})
+    by_policy = namespace("eq-policy", **{"envoy-inject": "enabled", ENGINE: "policy"})
+    by_webhook = namespace("eq-webhook", **{"envoy-inject": "enabled"})
+    wait_injected(api, both)
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "check", "-o", "json",
+         "--kubeconfig", str(kubectl.kubeconfig), both, by_policy, by_webhook],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    engine = {
+        f["subject"]: (f["severity"], f["message"])
+        for f in json.loads(result.stdout)["findings"]
+        if f["check"] == "engine"
+    }
+    assert engine[f"Namespace {both}"][0] == "warning"
+    assert "served by both the webhook and the admission policy" in engine[f"Namespace {both}"][1]
+    assert engine[f"Namespace {by_policy}"][0] == "ok"
+    assert "from the admission policy" in engine[f"Namespace {by_policy}"][1]
+    assert f"Namespace {by_webhook}" not in engine  # the webhook's own finding says it

@@ -8,7 +8,10 @@ here is what the policy install does without one.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Final
 
@@ -75,3 +78,19 @@ def test_the_policy_install_applies_and_injects_with_no_webhook(bare: kube.Kubec
         lambda: kubectl.json("-n", NAMESPACE, "get", "pods")["items"], "the controller's Pods"
     )
     assert all(SIDECAR not in containers(p) for p in pods)
+
+    # check names the engine: the policy, with no webhook expected.
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "check", "-o", "json",
+         "--kubeconfig", str(kubectl.kubeconfig), "shop"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr  # 1: the controller has no node to run on
+    report = json.loads(result.stdout)
+    found = {(f["check"], f["subject"]): f for f in report["findings"]}
+    assert found[("engine", "Namespace shop")]["severity"] == "ok"
+    assert "from the admission policy" in found[("engine", "Namespace shop")]["message"]
+    assert not [f for f in report["findings"] if f["check"] == "webhook-configuration"]
+    assert [(t["name"], t["engine"], t["injected"]) for t in report["targets"]] == [
+        ("app", "policy", True)
+    ]
