@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from bench import report, run
+from bench import engines_report, report, run
 from bench.results import Results, targets
 
 DEFAULT_OUTPUT = run.REPO / "BENCHMARKS.md"
@@ -141,7 +141,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report.markdown(results)
     print(text)  # noqa: T201 - the report is the output
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        # The engines benchmark (python -m bench.engines) owns a section of the same file.
+        kept = (
+            engines_report.carried(output.read_text(encoding="utf-8")) if output.exists() else None
+        )
+        output.write_text(
+            text if kept is None else engines_report.splice(text, kept), encoding="utf-8"
+        )
         _progress(f"wrote {output}")
     if args.json is not None:
         args.json.write_text(json.dumps(_jsonable(results), indent=2), encoding="utf-8")

@@ -1,10 +1,11 @@
 """`envoy-injector check`: read the cluster once, let `diagnosis` judge, print, exit 0/1/2.
 
 Only reads (the ClusterRole envoy-injector-viewer grants exactly these):
-MutatingWebhookConfiguration envoy-injector; in the injector's namespace its config ConfigMap,
-TLS Secret, Service, EndpointSlices and Deployments; namespaces; Pods; the Envoy ConfigMaps
-the Pods mount; the LimitRanges and ResourceQuotas of those namespaces (the webhook fits the
-sidecar to them); the ReplicaSets and Jobs that own Pods; and the workloads named as targets.
+MutatingWebhookConfiguration envoy-injector; the MutatingAdmissionPolicyBindings; in the
+injector's namespace its config ConfigMap, TLS Secret, Service, EndpointSlices and Deployments;
+namespaces; Pods; the Envoy ConfigMaps the Pods mount; the LimitRanges and ResourceQuotas of
+those namespaces (the webhook fits the sidecar to them); the ReplicaSets and Jobs that own Pods;
+and the workloads named as targets.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final, TextIO
 
 from kubeapi import client as kubeapi, credentials, errors as api_errors
-from webhook import __version__, diagnosis, errors, health, limits, settings, verdicts
+from webhook import __version__, diagnosis, errors, health, limits, policies, settings, verdicts
 from webhook.health import Finding, Severity
 
 JSONDict = dict[str, Any]
@@ -133,7 +134,11 @@ def read(reader: Reader, args: argparse.Namespace, now: datetime) -> verdicts.Sn
         owners=_owners(reader, targets),
         missing=missing,
     )
-    snapshot = dataclasses.replace(snapshot, limits=_limits(reader, snapshot.namespaces))
+    snapshot = dataclasses.replace(
+        snapshot,
+        limits=_limits(reader, snapshot.namespaces),
+        policy_bindings=_policy_bindings(reader),
+    )
     present = {
         key: reader.get("v1", "configmaps", *key) is not None
         for key in sorted(verdicts.wanted_config_maps(snapshot))
@@ -178,6 +183,16 @@ def _targets(
         objects += [{"kind": "Pod", **p} for p in reader.items("v1", "pods", namespace, **selector)]
     namespaces = whole | {str(o["metadata"].get("namespace")) for o in objects}
     return objects, missing, namespaces
+
+
+def _policy_bindings(reader: Reader) -> list[JSONDict]:
+    """The MutatingAdmissionPolicyBindings of our policy (none before Kubernetes 1.36, which
+    does not serve the resource)."""
+    try:
+        found = reader.items(policies.API_VERSION, "mutatingadmissionpolicybindings", None)
+    except api_errors.NotFound:
+        return []
+    return [b for b in found if (b.get("spec") or {}).get("policyName") == policies.NAME]
 
 
 def _limits(reader: Reader, namespaces: Iterable[str]) -> dict[str, limits.Namespace]:
@@ -230,13 +245,13 @@ def table(report: diagnosis.Report) -> Iterator[str]:
             yield f"   fix: {f.fix}"
     if report.verdicts:
         yield ""
-        rows = [("NAMESPACE", "KIND", "NAME", "CALLED", "DECISION", "INJECTED", "OUTDATED")]
+        rows = [("NAMESPACE", "KIND", "NAME", "ENGINE", "DECISION", "INJECTED", "OUTDATED")]
         rows += [
             (
                 v.namespace,
                 v.kind,
                 v.name,
-                "yes" if v.called else "no",
+                v.engine or "no",
                 (v.decision + (f" ({v.reason})" if v.reason else "")) if v.called else "not called",
                 {True: "yes", False: "no", None: "-"}[v.injected],
                 "yes" if v.outdated else "-",

@@ -11,9 +11,9 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Final
 
-from webhook import health
+from webhook import health, policies
 from webhook.health import Finding, Severity
-from webhook.verdicts import Snapshot, Verdict, verdicts, would_call
+from webhook.verdicts import Snapshot, Verdict, policy_serves, verdicts, would_call
 
 JSONDict = dict[str, Any]
 RESTARTABLE: Final = {"Deployment", "StatefulSet", "DaemonSet"}
@@ -118,6 +118,28 @@ def _missing_config_map(namespace: str, name: str, subject: str) -> Finding:
     )
 
 
+def _engines(subject: str, bindings: tuple[str, ...], *, webhook: bool) -> Finding:
+    """Which engine injects a namespace's Pods, when the admission policy is one of them."""
+    named = ", ".join(f"MutatingAdmissionPolicyBinding {b}" for b in bindings)
+    if not webhook:
+        return Finding(
+            Severity.OK,
+            "engine",
+            subject,
+            f"its Pods get the sidecar from the admission policy ({named})",
+        )
+    return Finding(
+        Severity.WARNING,
+        "engine",
+        subject,
+        f"served by both the webhook and the admission policy ({named}): each Pod still gets "
+        "one sidecar (the policy injects first, the webhook then sees its status annotation), "
+        "but every Pod pays for both engines",
+        f"keep one: kubectl delete mutatingadmissionpolicybinding {bindings[0]}, or kubectl "
+        f"delete mutatingwebhookconfiguration {health.WEBHOOK_CONFIG}",
+    )
+
+
 def _outdated(verdicts: list[Verdict]) -> list[Outdated]:
     groups: dict[tuple[str, str], list[Verdict]] = {}
     for v in verdicts:
@@ -137,24 +159,44 @@ def _outdated(verdicts: list[Verdict]) -> list[Outdated]:
 
 def diagnose(snapshot: Snapshot) -> Report:
     """Every finding: the installation first, then namespaces, targets and outdated sidecars."""
-    found = health.installation(snapshot.installation, now=snapshot.now)
+    policy_only = bool(snapshot.policy_bindings) and snapshot.installation.webhook_config is None
+    found = health.installation(snapshot.installation, now=snapshot.now, webhook=not policy_only)
+    if policy_only:
+        names = ", ".join(str(b["metadata"]["name"]) for b in snapshot.policy_bindings)
+        found.append(
+            Finding(
+                Severity.OK,
+                "engine",
+                f"MutatingAdmissionPolicyBinding {names}",
+                "the admission policy injects the sidecar; no webhook is installed",
+            )
+        )
     found += snapshot.missing
     for name in sorted(snapshot.namespaces):
         unmet = would_call(snapshot, name, {})
+        bindings = policy_serves(snapshot, name)
         subject = f"Namespace {name}"
-        if unmet:
+        if unmet and not bindings:
+            why = (
+                f"no MutatingAdmissionPolicyBinding of {policies.NAME} selects it"
+                if policy_only
+                else "; ".join(unmet)
+            )
             found.append(
                 Finding(
                     Severity.INFO,
                     "namespace",
                     subject,
-                    "its Pods are not sent to the injector: " + "; ".join(unmet),
+                    "its Pods are not sent to the injector: " + why,
                 )
             )
             continue
-        found.append(
-            Finding(Severity.OK, "namespace", subject, "its Pods are sent to the injector")
-        )
+        if not unmet:
+            found.append(
+                Finding(Severity.OK, "namespace", subject, "its Pods are sent to the injector")
+            )
+        if bindings:
+            found.append(_engines(subject, bindings, webhook=not unmet))
         cm = snapshot.context.defaults.config_map
         if snapshot.config_maps.get((name, cm)) is False:
             found.append(_missing_config_map(name, cm, subject))

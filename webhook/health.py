@@ -299,9 +299,12 @@ def _config(inst: Installation) -> Finding:
     return Finding(Severity.INFO, "config", subject, f"verdicts use {inst.config}")
 
 
-def installation(inst: Installation, *, now: datetime) -> list[Finding]:
-    """Every installation finding, in the order an operator reads them."""
+def installation(inst: Installation, *, now: datetime, webhook: bool = True) -> list[Finding]:
+    """Every installation finding, in the order an operator reads them. ``webhook=False``: the
+    admission policy injects instead (manifests/policy), so the webhook's parts are not missed."""
     ns = inst.namespace
+    if not webhook:
+        return [_config(inst), _workload(inst.controller, ns, CONTROLLER)]
     return [
         _config(inst),
         *_webhook_config(inst),

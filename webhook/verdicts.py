@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from webhook import errors, health, limits, mutate, overrides, selectors, uninject, workloads
 from webhook.health import Finding
@@ -36,6 +36,7 @@ class Snapshot:
     config_maps: Mapping[Key, bool] = field(default_factory=dict)  # (ns, name) -> exists
     limits: Mapping[str, limits.Namespace] = field(default_factory=dict)  # LimitRanges, quotas
     missing: Sequence[Finding] = ()  # targets named on the command line that do not exist
+    policy_bindings: Sequence[JSONDict] = ()  # MutatingAdmissionPolicyBindings of our policy
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,16 @@ class Verdict:
     image: str = ""  # the sidecar image it runs (Pods) or would get
     outdated: bool = False
     owner: str = ""  # kind/name of the workload that restarts it
+    engine: str = ""  # what injects it: webhook, policy or both; "" when neither is called
+
+
+# (the webhook is called, a binding of the admission policy takes the Pod) -> Verdict.engine
+ENGINES: Final = {
+    (True, False): "webhook",
+    (False, True): "policy",
+    (True, True): "both",
+    (False, False): "",
+}
 
 
 def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
@@ -107,6 +118,25 @@ def would_call(snapshot: Snapshot, namespace: str, pod: Mapping[str, Any]) -> tu
     return tuple(unmet)
 
 
+def policy_serves(
+    snapshot: Snapshot, namespace: str, pod: Mapping[str, Any] | None = None
+) -> tuple[str, ...]:
+    """The MutatingAdmissionPolicyBindings of our policy whose selectors take this namespace's
+    Pods (or this Pod); an absent selector takes everything, as the API server reads it."""
+    ns_labels = {
+        "kubernetes.io/metadata.name": namespace,
+        **_labels(snapshot.namespaces.get(namespace, {})),
+    }
+    found = []
+    for binding in snapshot.policy_bindings:
+        match = ((binding.get("spec") or {}).get("matchResources")) or {}
+        if selectors.matches(match.get("namespaceSelector"), ns_labels) and selectors.matches(
+            match.get("objectSelector"), _labels(pod or {})
+        ):
+            found.append(str((binding.get("metadata") or {}).get("name")))
+    return tuple(found)
+
+
 def _owner(snapshot: Snapshot, namespace: str, pod: Mapping[str, Any]) -> str:
     """kind/name of what recreates the Pod: ReplicaSet -> Deployment, Job -> CronJob."""
     obj: Mapping[str, Any] = pod
@@ -150,7 +180,11 @@ def _judge(snapshot: Snapshot, template: workloads.Template) -> Verdict:
                 config_map=_mounted_config_map(template.pod, status),
             )
     unmet = would_call(snapshot, ns, pod)
-    verdict = dataclasses.replace(base, called=not unmet, not_called=unmet)
+    by_policy = bool(policy_serves(snapshot, ns, pod))
+    engine = ENGINES[(not unmet, by_policy)]
+    verdict = dataclasses.replace(
+        base, called=bool(engine), not_called=() if by_policy else unmet, engine=engine
+    )
     ctx = snapshot.context
     try:
         plan = mutate.plan_template(

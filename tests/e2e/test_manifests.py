@@ -13,10 +13,16 @@ from tests.support.cluster import kube
 
 CRDS = REPO / "tests" / "data" / "crds"
 INSTALL = REPO / "manifests" / "injector"
+# The policy install includes the controller of manifests/injector: applied and deleted here it
+# would take the session's controller with it. test_policy_install.py applies it on a control
+# plane of its own.
+POLICY = REPO / "manifests" / "policy"
 # The install is applied once for the whole session by the `installed` fixture (the other tests
 # run on it); the presets and walk-through are applied here, each on its own.
 KUSTOMIZATIONS = sorted(
-    p.parent for p in (REPO / "manifests").rglob("kustomization.yaml") if p.parent != INSTALL
+    p.parent
+    for p in (REPO / "manifests").rglob("kustomization.yaml")
+    if p.parent not in (INSTALL, POLICY)
 )
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
@@ -49,9 +51,14 @@ KNOWN_DIFFERENCES: Final[dict[str, str]] = {}
 def engines(installed: Injector, kubectl: kube.Kubectl) -> Iterator[None]:
     """The policies of manifests/policy, bound to e2e-engine=policy|both namespaces; the webhook
     configuration no longer serving e2e-engine=policy ones."""
-    built = list(
-        yaml.safe_load_all(kubectl("kustomize", str(REPO / "manifests" / "policy")).stdout)
-    )
+    # Only the admission policies: the rest of manifests/policy (the controller, its settings and
+    # namespace) is already there, from manifests/injector.
+    install = kubectl("kustomize", str(REPO / "manifests" / "policy")).stdout
+    built = [
+        obj
+        for obj in yaml.safe_load_all(install)
+        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "policy"
+    ]
     for obj in built:
         if obj["kind"].endswith("Binding"):
             selector = obj["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
@@ -234,3 +241,45 @@ def wait_injected_or_refused(api: httpx.Client, namespace: str) -> None:
         return response.status_code != 201 or SIDECAR in containers(response.json())
 
     kube.eventually(engaged, f"an engine in {namespace}")
+
+
+def test_the_policy_cannot_fit_the_sidecar_to_pod_level_resources_and_the_api_server_refuses_it(
+    two_namespaces: tuple[str, str], api: httpx.Client
+) -> None:
+    """Named difference: the webhook lowers the sidecar's limit to the Pod's `spec.resources`
+    (webhook/limits.py); the policy's CEL keeps the configured one, and the API server refuses a
+    container limit above the Pod's."""
+    app = pod("web")
+    app["spec"]["resources"] = {"limits": {"cpu": "300m", "memory": "512Mi"}}
+    by_webhook, by_policy = (dry_run(api, ns, copy.deepcopy(app)) for ns in two_namespaces)
+    assert by_webhook.status_code == 201, by_webhook.text
+    sidecar = next(c for c in by_webhook.json()["spec"]["containers"] if c["name"] == SIDECAR)
+    assert sidecar["resources"]["limits"]["cpu"] == "300m"
+    assert by_policy.status_code == 422, by_policy.text
+    assert "must be less than or equal to pod limits of 300m" in by_policy.text
+
+
+def test_check_names_the_engine_of_each_namespace_and_warns_where_both_serve(
+    engines: None, webhook: server.Server, namespace: Callable[..., str], api: httpx.Client,
+    kubectl: kube.Kubectl,
+) -> None:  # fmt: skip
+    both = namespace("eq-both", **{"envoy-inject": "enabled", ENGINE: "both"})
+    by_policy = namespace("eq-policy", **{"envoy-inject": "enabled", ENGINE: "policy"})
+    by_webhook = namespace("eq-webhook", **{"envoy-inject": "enabled"})
+    wait_injected(api, both)
+    result = subprocess.run(
+        [sys.executable, "-m", "webhook", "check", "-o", "json",
+         "--kubeconfig", str(kubectl.kubeconfig), both, by_policy, by_webhook],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode in (0, 1), result.stderr
+    engine = {
+        f["subject"]: (f["severity"], f["message"])
+        for f in json.loads(result.stdout)["findings"]
+        if f["check"] == "engine"
+    }
+    assert engine[f"Namespace {both}"][0] == "warning"
+    assert "served by both the webhook and the admission policy" in engine[f"Namespace {both}"][1]
+    assert engine[f"Namespace {by_policy}"][0] == "ok"
+    assert "from the admission policy" in engine[f"Namespace {by_policy}"][1]
+    assert f"Namespace {by_webhook}" not in engine  # the webhook's own finding says it

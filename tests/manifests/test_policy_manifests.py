@@ -44,12 +44,18 @@ def test_stdout_and_the_output_directory_get_the_same_text(
     assert capsys.readouterr().out == (POLICY / cli.POLICY_FILE).read_text(encoding="utf-8")
 
 
-def test_the_policy_kustomization_builds_into_exactly_the_rendered_objects() -> None:
+WEBHOOK_COMPONENTS = {"webhook", "certs"}
+
+
+def test_the_policy_kustomization_builds_into_the_rendered_policies_and_the_controller() -> None:
+    """The rendered policies, plus every object of the injector install but the webhook's and its
+    certificate job's: the namespace, the settings, the controller with its RBAC and fence."""
     built = kustomization.build(POLICY)
-    written = [m.obj for m in documents.objects(POLICY)]
-    assert sorted(map(yaml.safe_dump, built)) == sorted(map(yaml.safe_dump, written))
-    kinds = sorted(obj["kind"] for obj in built)
-    assert kinds == sorted(
+    rendered = [m.obj for m in documents.objects(POLICY)]
+    injector = kustomization.build(INJECTOR)
+    kept = [obj for obj in injector if component_of(obj) not in WEBHOOK_COMPONENTS]
+    assert sorted(map(yaml.safe_dump, built)) == sorted(map(yaml.safe_dump, rendered + kept))
+    assert sorted(obj["kind"] for obj in rendered) == sorted(
         [
             "MutatingAdmissionPolicy",
             "MutatingAdmissionPolicyBinding",
@@ -60,11 +66,38 @@ def test_the_policy_kustomization_builds_into_exactly_the_rendered_objects() -> 
         ]
     )
     # Cluster-scoped: kustomize must not have given them a namespace.
-    assert all("namespace" not in obj["metadata"] for obj in built)
+    policies = [obj for obj in built if component_of(obj) == "policy"]
+    assert len(policies) == len(rendered)
+    assert all("namespace" not in obj["metadata"] for obj in policies)
+    # What injected Pods still need without the webhook.
+    names = {(obj["kind"], obj["metadata"]["name"]) for obj in built}
+    assert {
+        ("Namespace", "envoy-injector"),
+        ("ConfigMap", "envoy-injector-config"),
+        ("Deployment", "envoy-injector-controller"),
+        ("ClusterRole", "envoy-injector-controller"),
+        ("ValidatingAdmissionPolicy", "envoy-injector-controller-configmaps"),
+    } <= names
+
+
+def component_of(obj: documents.Object) -> str | None:
+    labels: dict[str, str] = obj["metadata"].get("labels", {})
+    return labels.get("app.kubernetes.io/component")
 
 
 def test_no_webhook_deployment_service_or_certificate_job_in_the_policy_install() -> None:
-    kinds = {obj["kind"] for obj in kustomization.build(POLICY)}
+    built = kustomization.build(POLICY)
+    kinds = {obj["kind"] for obj in built}
     assert not kinds & {"MutatingWebhookConfiguration", "Service", "Job", "CronJob", "Secret"}
-    deployments = [o for o in kustomization.build(POLICY) if o["kind"] == "Deployment"]
-    assert all("webhook" not in yaml.safe_dump(d) for d in deployments)
+    assert not [obj for obj in built if component_of(obj) in WEBHOOK_COMPONENTS]
+    deployments = [o for o in built if o["kind"] == "Deployment"]
+    assert [d["metadata"]["name"] for d in deployments] == ["envoy-injector-controller"]
+    assert all(" serve" not in yaml.safe_dump(d) for d in deployments)
+
+
+def test_every_injector_object_says_which_part_it_belongs_to() -> None:
+    """The policy install drops the webhook by these labels, so none may be missing."""
+    for obj in kustomization.build(INJECTOR):
+        assert component_of(obj) in {"webhook", "certs", "controller", "config", None}, obj
+        if obj["kind"] != "Namespace":
+            assert component_of(obj) is not None, f"{obj['kind']}/{obj['metadata']['name']}"

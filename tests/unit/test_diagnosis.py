@@ -190,7 +190,7 @@ def test_the_json_shape_is_stable() -> None:
     assert set(shape["findings"][0]) == {"severity", "check", "subject", "message", "fix"}
     assert set(shape["targets"][0]) == {
         "kind", "namespace", "name", "called", "not_called", "decision", "reason", "message",
-        "warnings", "config_map", "injected", "image", "outdated", "owner"}  # fmt: skip
+        "warnings", "config_map", "injected", "image", "outdated", "owner", "engine"}  # fmt: skip
     assert yaml.safe_load(yaml.safe_dump(shape)) == shape  # plain JSON types only
 
 
@@ -250,3 +250,66 @@ def test_the_verdict_fits_the_sidecar_to_the_namespace_limit_range_as_the_webhoo
     (refused,) = diagnose(snapshot(pod, limits=small)).verdicts
     assert (refused.decision, refused.reason) == ("reject", "resources_do_not_fit")
     assert "envoy-inject.io/cpu-limit" in refused.message
+
+
+POLICY_BINDING = documents.one(
+    documents.objects(documents.MANIFESTS / "policy"),
+    "MutatingAdmissionPolicyBinding",
+    "envoy-injector",
+)
+
+
+def test_a_namespace_both_engines_serve_is_named_with_a_warning() -> None:
+    report = diagnose(snapshot(live_pod("web", "shop"), policy_bindings=[POLICY_BINDING]))
+    (engine,) = [f for f in report.findings if f.check == "engine"]
+    assert (engine.severity, engine.subject) == (Severity.WARNING, "Namespace shop")
+    assert "served by both the webhook and the admission policy" in engine.message
+    assert "MutatingAdmissionPolicyBinding envoy-injector" in engine.message
+    assert "kubectl delete mutatingadmissionpolicybinding envoy-injector" in engine.fix
+    (verdict,) = report.verdicts
+    assert (verdict.engine, verdict.called) == ("both", True)
+    assert report.problems == 0
+
+
+def test_with_only_the_policy_installed_the_webhook_is_not_missed() -> None:
+    policy_only = health.Installation(namespace=NS, config="the shipped config")
+    opted_out = live_pod("quiet", "shop", called=False, labels={"envoy-inject": "disabled"})
+    report = diagnose(
+        snapshot(
+            live_pod("web", "shop"),
+            opted_out,
+            live_pod("bare", "plain", called=False),
+            installation=policy_only,
+            policy_bindings=[POLICY_BINDING],
+        )
+    )
+    assert report.problems == 0, [f for f in report.findings if f.severity is Severity.PROBLEM]
+    checks = {f.check for f in report.findings}
+    assert not checks & {"webhook-configuration", "serving-certificate", "ca-bundle", "service"}
+    assert (
+        Severity.OK,
+        "Namespace shop",
+        "its Pods get the sidecar from the admission policy "
+        "(MutatingAdmissionPolicyBinding envoy-injector)",
+    ) in by_check(report, "engine")
+    assert (
+        Severity.INFO,
+        "Namespace plain",
+        "its Pods are not sent to the injector: "
+        "no MutatingAdmissionPolicyBinding of envoy-injector selects it",
+    ) in by_check(report, "namespace")
+    web, quiet, bare = report.verdicts
+    assert (web.engine, web.called, web.decision, web.injected) == ("policy", True, "inject", True)
+    assert (quiet.engine, quiet.called, quiet.injected) == ("", False, False)
+    assert (bare.engine, bare.called) == ("", False)
+
+
+def test_a_policy_binding_that_selects_nothing_here_leaves_the_webhook_alone() -> None:
+    elsewhere = copy.deepcopy(POLICY_BINDING)
+    elsewhere["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].append(
+        {"key": "team", "operator": "In", "values": ["payments"]}
+    )
+    report = diagnose(snapshot(live_pod("web", "shop"), policy_bindings=[elsewhere]))
+    assert by_check(report, "engine") == []
+    (verdict,) = report.verdicts
+    assert verdict.engine == "webhook"

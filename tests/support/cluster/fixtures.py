@@ -8,6 +8,7 @@ missing binary skips with the command that builds it.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -22,15 +23,14 @@ _FIGURES = pytest.StashKey[list[str]]()
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def control_plane() -> Iterator[controlplane.ControlPlane]:
-    for path in record.sweep():
-        print(f"removed the cluster left by a killed run: {path}")  # noqa: T201
+@contextlib.contextmanager
+def running(name: str) -> Iterator[controlplane.ControlPlane]:
+    """A control plane in the clusters directory under ``name``, torn down on exit."""
     try:
         found = binaries.locate(get=bool(os.environ.get("CI")))
     except binaries.Missing as missing:
         pytest.skip(f"the e2e suite needs a local control plane: {missing}")
-    directory = record.clusters_root() / f"pytest-{os.getpid()}"
+    directory = record.clusters_root() / name
     try:
         plane = controlplane.start(directory, found, owner=os.getpid())
     except BaseException:
@@ -39,6 +39,14 @@ def control_plane() -> Iterator[controlplane.ControlPlane]:
     yield plane
     errors = record.tear_down(directory)
     assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def control_plane() -> Iterator[controlplane.ControlPlane]:
+    for path in record.sweep():
+        print(f"removed the cluster left by a killed run: {path}")  # noqa: T201
+    with running(f"pytest-{os.getpid()}") as plane:
+        yield plane
 
 
 @pytest.fixture(scope="session")
