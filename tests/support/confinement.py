@@ -6,8 +6,8 @@ installs a ``sys.addaudithook`` that sees every ``open`` and directory listing o
 and records those that are
 
 - under the repository's parent directory but not inside the repository (``../anything``), and
-- not the toolchain (the interpreter, its venv and site-packages, the tool cache of
-  ``scripts/tools``), and
+- not the toolchain (the interpreter, its venv and site-packages, pytest's scratch root, the
+  tool cache of ``scripts/tools``), and
 - older than the session: a file or directory the run created itself (``tmp_path`` when the
   clone sits in /tmp) is no data a clone lacks.
 
@@ -18,9 +18,11 @@ sees this interpreter only.
 
 from __future__ import annotations
 
+import getpass
 import os
 import sys
 import sysconfig
+import tempfile
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -41,6 +43,9 @@ _READS = frozenset({"open", "os.listdir", "os.scandir", "glob.glob"})
 
 def _toolchain() -> tuple[str, ...]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    # pytest's own scratch root (tmp_path and friends), which a clone under /tmp has beside it
+    # and which holds no data: pytest lists and prunes it before each session.
+    roots.add(os.path.join(tempfile.gettempdir(), f"pytest-of-{getpass.getuser()}"))
     roots |= {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots.add(str(cache_dir()))
     return tuple(sorted({os.path.realpath(root) for root in roots if root}))
