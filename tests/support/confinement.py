@@ -43,9 +43,6 @@ _READS = frozenset({"open", "os.listdir", "os.scandir", "glob.glob"})
 
 def _toolchain() -> tuple[str, ...]:
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    # pytest's own scratch root (tmp_path and friends), which a clone under /tmp has beside it
-    # and which holds no data: pytest lists and prunes it before each session.
-    roots.add(os.path.join(tempfile.gettempdir(), f"pytest-of-{getpass.getuser()}"))
     roots |= {sysconfig.get_path(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
     roots.add(str(cache_dir()))
     return tuple(sorted({os.path.realpath(root) for root in roots if root}))
@@ -68,7 +65,16 @@ class Confinement:
     @classmethod
     def around(cls, repo: Path) -> Confinement:
         real = Path(repo).resolve()
-        return cls(str(real), str(real.parent), _toolchain(), time.time_ns())
+        allowed = _toolchain()
+        # pytest's own scratch root (tmp_path and friends) holds no data, and a clone under /tmp
+        # has it beside it: pytest lists it and prunes old sessions in it. Unless the repository
+        # itself lives in it (a pytester run), where "beside" is exactly what is being tested.
+        scratch = os.path.realpath(
+            os.path.join(tempfile.gettempdir(), f"pytest-of-{getpass.getuser()}")
+        )
+        if not _within(str(real), scratch):
+            allowed += (scratch,)
+        return cls(str(real), str(real.parent), allowed, time.time_ns())
 
     def is_breach(self, path: str) -> bool:
         """Whether reading ``path`` reads data a user's clone would not have."""
