@@ -69,9 +69,7 @@ class Confinement:
         # pytest's own scratch root (tmp_path and friends) holds no data, and a clone under /tmp
         # has it beside it: pytest lists it and prunes old sessions in it. Unless the repository
         # itself lives in it (a pytester run), where "beside" is exactly what is being tested.
-        scratch = os.path.realpath(
-            os.path.join(tempfile.gettempdir(), f"pytest-of-{getpass.getuser()}")
-        )
+        scratch = str((Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}").resolve())
         if not _within(str(real), scratch):
             allowed += (scratch,)
         return cls(str(real), str(real.parent), allowed, time.time_ns())
