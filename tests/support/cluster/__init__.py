@@ -1,0 +1,1 @@
+"""A real one-node cluster for the test suite and scripts/cluster."""
