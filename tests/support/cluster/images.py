@@ -202,6 +202,16 @@ def envoy_image() -> Path:
     return _pack(ENVOY, files)
 
 
+def webhook_image() -> Path:
+    """The webhook's archive from scripts/image (reused while its sources are unchanged)."""
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "image")], capture_output=True, text=True, check=False, timeout=1200
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"scripts/image failed:\n{result.stderr[-4000:]}")
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
 def node_images() -> list[Path]:
     return [pause_image(), envoy_image(), http_echo_image()]
 
