@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from tests.support.cluster import oci
-from tests.support.cluster.paths import cache_dir
+from tests.support.cluster.record import cache_root
 
 ROOT: Final = Path(__file__).resolve().parents[3]
 
@@ -116,7 +116,7 @@ def epoch() -> int:
 
 def archive_path(image: oci.ImageConfig) -> Path:
     slug = image.name.replace("/", "_").replace(":", "-")
-    return cache_dir() / "images" / f"{slug}.tar"
+    return cache_root() / "images" / f"{slug}.tar"
 
 
 def _stage(files: dict[str, Path], tree: Path) -> None:
