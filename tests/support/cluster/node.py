@@ -25,7 +25,7 @@ from typing import Final
 
 import yaml
 
-from tests.support.cluster import containerd, controlplane, host, images, network, pki, record
+from tests.support.cluster import containerd, controlplane, host, network, pki, record
 from tests.support.cluster.binaries import Binaries
 
 NODE_NAME: Final = "envoy-injector-node"
@@ -133,8 +133,9 @@ def proxy_config(kubeconfig: Path, service_cidr: str) -> dict[str, object]:
     }
 
 
-def start(plane: controlplane.ControlPlane, binaries: Binaries) -> Node:
-    """Bring the node up in the control plane's directory and record; wait until it is Ready."""
+def start(plane: controlplane.ControlPlane, binaries: Binaries, archives: list[Path]) -> Node:
+    """Bring the node up in the control plane's directory and record, with the images in
+    `archives` loaded; return once the Node is Ready."""
     rec = record.Record(plane.directory)
     directory = plane.directory / "node"
     directory.mkdir(parents=True, exist_ok=True)
@@ -156,7 +157,7 @@ def start(plane: controlplane.ControlPlane, binaries: Binaries) -> Node:
         json.dumps(network.conflist(directory, directory / "cni-leases"), indent=2)
     )
     sock = containerd.start(rec, directory / "containerd", cni_dir)
-    containerd.import_images(sock, [images.webhook_image(), *images.node_images()])
+    containerd.import_images(sock, archives)
 
     authority = plane.authority
     kubelet_client = authority.client(

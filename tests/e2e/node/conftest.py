@@ -1,0 +1,119 @@
+"""The node suite: a real one-node cluster (control plane, containerd, kubelet, kube-proxy,
+kube-scheduler) with the injector installed as the README says, and real Pods.
+
+It needs root and the Kubernetes binaries. Under CI=true both are required (binaries and images
+are built when missing); elsewhere a missing one skips the suite with the command that enables it.
+The suite's cluster replaces the loopback control plane of tests/e2e for the tests below this
+directory, so the shared fixtures (`kubectl`, `api`, `namespace`, `figures`) talk to it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Final
+
+import pytest
+
+from tests.support.cluster import binaries, controlplane, kube, record, stack
+
+SIDECAR: Final = "envoy-sidecar"
+INJECTOR_NS: Final = "envoy-injector"
+APP_IMAGE: Final = "hashicorp/http-echo:1.0"
+UNMATCHED: Final = {"envoy-injector.test/no-such-node": "true"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    here = Path(__file__).parent
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.node)
+
+
+def _enabled() -> None:
+    ci = bool(os.environ.get("CI"))
+    if os.geteuid() != 0:
+        message = "the node suite needs root (network namespaces, mounts, cgroups, iptables)"
+        if ci:
+            pytest.fail(message)
+        pytest.skip(f"{message}: run it as root, e.g. `sudo scripts/test tests/e2e/node`")
+    if not ci:
+        try:
+            binaries.locate(get=False, names=stack.ALL_BINARIES)
+        except binaries.Missing as missing:
+            pytest.skip(f"the node suite needs the Kubernetes binaries: {missing}")
+
+
+@pytest.fixture(scope="session")
+def node_cluster(figures: list[str]) -> Iterator[stack.Cluster]:
+    _enabled()
+    for path in record.sweep():
+        print(f"removed the cluster left by a killed run: {path}")  # noqa: T201
+    directory = record.clusters_root() / f"pytest-node-{os.getpid()}"
+    started = time.monotonic()
+    cluster = stack.up(directory, owner=os.getpid(), say=lambda _: None, install=False)
+    figures.append(f"node: control plane + node Ready from nothing in {time.monotonic() - started:.1f} s")
+    yield cluster
+    errors = record.tear_down(directory)
+    assert not errors, errors
+
+
+@pytest.fixture(scope="session")
+def control_plane(node_cluster: stack.Cluster) -> controlplane.ControlPlane:
+    """The shared e2e fixtures (kubectl, api, namespace) use this suite's cluster."""
+    return node_cluster.plane
+
+
+@pytest.fixture(scope="session")
+def installed(node_cluster: stack.Cluster, figures: list[str]) -> stack.Cluster:
+    """`kubectl apply -k manifests/injector` as shipped, until the webhook is Available."""
+    started = time.monotonic()
+    stack.install_injector(node_cluster)
+    figures.append(
+        f"node: kubectl apply -k manifests/injector to webhook Available in "
+        f"{time.monotonic() - started:.1f} s"
+    )
+    return node_cluster
+
+
+def deployment(name: str, *, text: str, replicas: int = 1, **template: Any) -> dict[str, Any]:
+    """An ordinary Deployment of the walk-through's app, as `kubectl create deployment` makes."""
+    labels = {"app": name, **template.pop("labels", {})}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": labels, "annotations": template.pop("annotations", {})},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "app",
+                            "image": APP_IMAGE,
+                            "args": ["-listen=:8080", f"-text={text}"],
+                            "ports": [{"containerPort": 8080}],
+                        }
+                    ],
+                    **template,
+                },
+            },
+        },
+    }
+
+
+def pods(kubectl: kube.Kubectl, namespace: str, selector: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = kubectl.json("-n", namespace, "get", "pods", "-l", selector)[
+        "items"
+    ]
+    return items
+
+
+def names(pod: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(init container names, container names)."""
+    spec = pod["spec"]
+    return [c["name"] for c in spec.get("initContainers", [])], [c["name"] for c in spec["containers"]]
