@@ -30,6 +30,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.node)
+            # A cluster comes up inside the first test's setup, and load tests wait on rollouts.
+            item.add_marker(pytest.mark.timeout(900))
 
 
 def _enabled() -> None:
@@ -54,7 +56,9 @@ def node_cluster(figures: list[str]) -> Iterator[stack.Cluster]:
     directory = record.clusters_root() / f"pytest-node-{os.getpid()}"
     started = time.monotonic()
     cluster = stack.up(directory, owner=os.getpid(), say=lambda _: None, install=False)
-    figures.append(f"node: control plane + node Ready from nothing in {time.monotonic() - started:.1f} s")
+    figures.append(
+        f"node: control plane + node Ready from nothing in {time.monotonic() - started:.1f} s"
+    )
     yield cluster
     errors = record.tear_down(directory)
     assert not errors, errors
@@ -116,4 +120,6 @@ def pods(kubectl: kube.Kubectl, namespace: str, selector: str) -> list[dict[str,
 def names(pod: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(init container names, container names)."""
     spec = pod["spec"]
-    return [c["name"] for c in spec.get("initContainers", [])], [c["name"] for c in spec["containers"]]
+    return [c["name"] for c in spec.get("initContainers", [])], [
+        c["name"] for c in spec["containers"]
+    ]

@@ -53,8 +53,10 @@ def test_a_newly_labelled_namespace_gets_its_envoy_config_map_with_no_help(
 ) -> None:
     ns = namespace("cfg", **LABELLED)
     kube.eventually(
-        lambda: installed.kubectl("-n", ns, "get", "configmap", "envoy-config", check=False)
-        .returncode == 0,
+        lambda: (
+            installed.kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode
+            == 0
+        ),
         f"ConfigMap {ns}/envoy-config delivered by the installed controller",
         timeout=60,
     )
@@ -94,20 +96,26 @@ def test_an_unchanged_deployment_is_injected_and_answers_through_envoy(
     started = time.monotonic()
     create(kubectl, ns, deployment("web", text="hello from web"))
     available(kubectl, ns, "web")
-    figures.append(f"node: injected Deployment created to Available in {time.monotonic() - started:.1f} s")
+    figures.append(
+        f"node: injected Deployment created to Available in {time.monotonic() - started:.1f} s"
+    )
     (pod,) = pods(kubectl, ns, "app=web")
     assert SIDECAR in names(pod)[0] + names(pod)[1]
     with urllib.request.urlopen(f"http://{pod['status']['podIP']}:10000/", timeout=10) as answer:
         assert answer.read().decode().strip() == "hello from web"
         assert answer.headers["server"] == "envoy"
         assert answer.headers["x-app-name"] == "http-echo"
-    with port_forward(kubectl, ns, pod["metadata"]["name"], 9901) as local:
-        with urllib.request.urlopen(f"http://127.0.0.1:{local}/server_info", timeout=10) as info:
-            server_info = json.load(info)
+    with (
+        port_forward(kubectl, ns, pod["metadata"]["name"], 9901) as local,
+        urllib.request.urlopen(f"http://127.0.0.1:{local}/server_info", timeout=10) as info,
+    ):
+        server_info = json.load(info)
     assert server_info["node"]["id"] == pod["metadata"]["name"]
 
 
-def _log_times(kubectl: kube.Kubectl, ns: str, pod: str, container: str) -> list[tuple[datetime, str]]:
+def _log_times(
+    kubectl: kube.Kubectl, ns: str, pod: str, container: str
+) -> list[tuple[datetime, str]]:
     text = kubectl("-n", ns, "logs", pod, "-c", container, "--timestamps").stdout
     lines = []
     for line in text.splitlines():

@@ -1,8 +1,10 @@
 """One real node on top of the test control plane: containerd, the kubelet, kube-proxy and
 kube-scheduler, with their certificates, the CNI network and the images built here.
 
-    plane = controlplane.start(directory, found, owner=..., **node.CONTROL_PLANE_OPTIONS)
-    node.start(plane, found)          # returns once the Node is Ready and images are loaded
+    plane = controlplane.start(directory, found, owner=...,
+                               advertise_address=node.APISERVER_ADDRESS,
+                               apiserver_args=node.APISERVER_ARGS)
+    node.start(plane, found, archives)   # returns once the Node is Ready, images loaded
 
 Settings this machine kind needs, each seen failing without it: `failCgroupV1: false` and
 `cgroupDriver: cgroupfs` (cgroup v1, no systemd as PID 1); a node IP that is not 127.x; Pods'
@@ -57,10 +59,8 @@ HOST_PATHS: Final = (
 )
 # The API server listens on the node IP too (Pods reach it through the `kubernetes` Service);
 # the INPUT guard in network.py keeps its port closed on every link but lo and the bridge.
-CONTROL_PLANE_OPTIONS: Final = {
-    "advertise_address": network.NODE_IP,
-    "apiserver_args": ("--bind-address=0.0.0.0",),
-}
+APISERVER_ADDRESS: Final = network.NODE_IP
+APISERVER_ARGS: Final = ("--bind-address=0.0.0.0",)
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,9 @@ class Node:
     containerd_socket: Path
 
 
-def kubelet_config(directory: Path, ca: Path, serving: pki.KeyPair, sock: Path) -> dict[str, object]:
+def kubelet_config(
+    directory: Path, ca: Path, serving: pki.KeyPair, sock: Path
+) -> dict[str, object]:
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",
@@ -100,8 +102,12 @@ def kubelet_config(directory: Path, ca: Path, serving: pki.KeyPair, sock: Path) 
         # Images cannot be pulled again here: never collect them, never evict for disk.
         "imageGCHighThresholdPercent": 100,
         "imageGCLowThresholdPercent": 99,
-        "evictionHard": {"memory.available": "100Mi", "nodefs.available": "1%",
-                         "imagefs.available": "1%", "nodefs.inodesFree": "1%"},
+        "evictionHard": {
+            "memory.available": "100Mi",
+            "nodefs.available": "1%",
+            "imagefs.available": "1%",
+            "nodefs.inodesFree": "1%",
+        },
         "serializeImagePulls": False,
         "rotateCertificates": False,
         "serverTLSBootstrap": False,
@@ -124,8 +130,12 @@ def proxy_config(kubeconfig: Path, service_cidr: str) -> dict[str, object]:
         "clusterCIDR": network.POD_CIDR,
         # Zeros leave the host's conntrack settings alone; localhostNodePorts would set
         # route_localnet=1.
-        "conntrack": {"maxPerCore": 0, "min": 0, "tcpEstablishedTimeout": "0s",
-                      "tcpCloseWaitTimeout": "0s"},
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
         "iptables": {"localhostNodePorts": False, "masqueradeAll": False},
         "nodePortAddresses": [f"{network.NODE_IP}/32"],
         "detectLocalMode": "ClusterCIDR",
@@ -275,4 +285,3 @@ def _ready(server: str, context: ssl.SSLContext) -> bool:
         return False
     conditions = node.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
-

@@ -59,7 +59,13 @@ def up(directory: Path, *, owner: int | None, say: Say, install: bool = True) ->
     archives = [images.webhook_image(), *images.node_images()]
     step(3, "control plane: etcd, kube-apiserver, kube-controller-manager (about 10 s)")
     try:
-        plane = controlplane.start(directory, found, owner=owner, **node.CONTROL_PLANE_OPTIONS)
+        plane = controlplane.start(
+            directory,
+            found,
+            owner=owner,
+            advertise_address=node.APISERVER_ADDRESS,
+            apiserver_args=node.APISERVER_ARGS,
+        )
     except BaseException:
         record.tear_down(directory)
         raise
@@ -86,12 +92,22 @@ def install_injector(cluster: Cluster) -> None:
     timeout = f"--timeout={INSTALL_TIMEOUT}s"
     try:
         kubectl(
-            "-n", "envoy-injector", "wait", "--for=condition=Complete",
-            "job/envoy-injector-certs", timeout, timeout=INSTALL_TIMEOUT + 10,
+            "-n",
+            "envoy-injector",
+            "wait",
+            "--for=condition=Complete",
+            "job/envoy-injector-certs",
+            timeout,
+            timeout=INSTALL_TIMEOUT + 10,
         )
         kubectl(
-            "-n", "envoy-injector", "wait", "--for=condition=Available",
-            "deployment/envoy-injector", timeout, timeout=INSTALL_TIMEOUT + 10,
+            "-n",
+            "envoy-injector",
+            "wait",
+            "--for=condition=Available",
+            "deployment/envoy-injector",
+            timeout,
+            timeout=INSTALL_TIMEOUT + 10,
         )
     except kube.KubectlError as error:
         pods = kubectl("-n", "envoy-injector", "get", "pods", "-o", "wide", check=False).stdout
