@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import pytest
 
-from tests.support.cluster import binaries, controlplane, kube, record, stack
+from tests.support.cluster import binaries, controlplane, kube, packages, record, stack
 
 SIDECAR: Final = "envoy-sidecar"
 INJECTOR_NS: Final = "envoy-injector"
@@ -44,8 +44,9 @@ def _enabled() -> None:
     if not ci:
         try:
             binaries.locate(get=False, names=stack.ALL_BINARIES)
-        except binaries.Missing as missing:
-            pytest.skip(f"the node suite needs the Kubernetes binaries: {missing}")
+            packages.ensure(packages.NODE, get=False)
+        except (binaries.Missing, packages.Missing) as missing:
+            pytest.skip(f"the node suite needs {missing} (or run `scripts/cluster prepare`)")
 
 
 @pytest.fixture(scope="session")

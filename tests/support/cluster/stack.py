@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from tests.support import tools
-from tests.support.cluster import binaries, controlplane, images, kube, node, record
+from tests.support.cluster import binaries, controlplane, images, kube, node, packages, record
 
 REPO: Final = Path(__file__).resolve().parents[3]
 ALL_BINARIES: Final = (*binaries.CONTROL_PLANE, *node.NODE_BINARIES)
@@ -54,6 +54,7 @@ def up(directory: Path, *, owner: int | None, say: Say, install: bool = True) ->
         say(f"[{number}/6 {time.monotonic() - started:5.1f} s] {text}")
 
     step(1, "Kubernetes binaries" + ("" if _built() else ": building (about 10 minutes, once)"))
+    packages.ensure(packages.NODE, get=True)
     found = binaries.locate(get=True, names=ALL_BINARIES)
     step(2, "images: envoy-injector (about 3 minutes the first time), envoy, http-echo, pause")
     archives = [images.webhook_image(), *images.node_images()]
