@@ -79,7 +79,11 @@ def cgroup_dirs(name: str) -> list[Path]:
     """The node's cgroup parent in every mounted v1 hierarchy (and the unified one), if present."""
     if not CGROUP_ROOT.is_dir():
         return []
-    return [hierarchy / name for hierarchy in sorted(CGROUP_ROOT.iterdir()) if (hierarchy / name).is_dir()]
+    return [
+        hierarchy / name
+        for hierarchy in sorted(CGROUP_ROOT.iterdir())
+        if (hierarchy / name).is_dir()
+    ]
 
 
 def make_cgroup(rec: record.Record, name: str) -> None:
@@ -109,7 +113,9 @@ def kill_cgroup(entry: record.Entry) -> None:
     directories = cgroup_dirs(entry["name"])
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        pids = set().union(*(_tasks(directory) for directory in directories)) if directories else set()
+        pids = (
+            set().union(*(_tasks(directory) for directory in directories)) if directories else set()
+        )
         if not pids:
             break
         for pid in pids:

@@ -126,7 +126,9 @@ def add_guards(rec: record.Record, service_cidr: str, apiserver_port: int) -> No
 
 def delete_chain(entry: record.Entry) -> None:
     table, hook, chain = entry["table"], entry["hook"], entry["name"]
-    while run(["iptables", "-w", "-t", table, "-D", hook, "-j", chain], check=False).returncode == 0:
+    while (
+        run(["iptables", "-w", "-t", table, "-D", hook, "-j", chain], check=False).returncode == 0
+    ):
         pass
     run(["iptables", "-w", "-t", table, "-F", chain], check=False)
     run(["iptables", "-w", "-t", table, "-X", chain], check=False)
