@@ -22,6 +22,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY webhook/ webhook/
 COPY certs/ certs/
+COPY kubeapi/ kubeapi/
+COPY controller/ controller/
 # A regular (non-editable) install of the project from this directory; its dependencies are
 # bounded by pyproject.toml. pip compiles the bytecode here, because the final image's root
 # filesystem is read-only at run time.

@@ -1,4 +1,5 @@
-"""Project-wide pytest set-up: the golden-file flag and hypothesis profiles."""
+"""Project-wide pytest set-up: the golden-file flag, hypothesis profiles, and the guard that
+fails a test reading files from outside the repository (tests/support/confinement.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+# The last one: the test control plane (etcd + kube-apiserver + kube-controller-manager),
+# started only for the tests that ask for it.
+pytest_plugins = ["pytester", "tests.support.confinement", "tests.support.cluster.fixtures"]
 
 settings.register_profile(
     "ci", max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow]

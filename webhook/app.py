@@ -21,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from webhook import __version__, errors, mutate, openapi, settings as settings_mod
+from webhook import __version__, errors, mutate, namespace_limits, openapi, settings as settings_mod
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
@@ -44,6 +44,7 @@ class AppState:
     context: mutate.Context
     metrics: Metrics
     reloader: CertReloader | None = None
+    namespaces: namespace_limits.NamespaceLimits | None = None
     in_flight: int = 0
     config_digest: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -106,6 +107,7 @@ class WebhookApp:
         self.fastapi = fastapi
         self.app: ASGIApp = fastapi
         self.state = state
+        self.namespace_limits = namespace_limits.lookup_for(state.namespaces)
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -174,7 +176,7 @@ class WebhookApp:
                         f"the body did not arrive within {state.settings.body_timeout:g} s"
                     )
                 )
-            return mutate.review(body, state.context)
+            return mutate.review(body, state.context, namespace_limits=self.namespace_limits)
         finally:
             state.in_flight -= 1
 
@@ -238,6 +240,7 @@ def create_app(
     context: mutate.Context | None = None,
     reloader: CertReloader | None = None,
     metrics: Metrics | None = None,
+    namespaces: namespace_limits.NamespaceLimits | None = None,
 ) -> WebhookApp:
     """The webhook app. ``context`` defaults to the one built from ``settings.config``."""
     metrics = metrics or create_metrics()
@@ -246,6 +249,7 @@ def create_app(
         context=context or settings_mod.load_context(settings),
         metrics=metrics,
         reloader=reloader,
+        namespaces=namespaces,
         config_digest=_digest(settings.config) if context is None else "",
     )
     if reloader is not None and reloader.current is not None:
@@ -259,7 +263,11 @@ def create_app(
             state.tasks.append(asyncio.create_task(reloader.watch(interval)))
         if settings.config is not None and context is None:
             state.tasks.append(asyncio.create_task(_watch_config(state)))
+        if namespaces is not None:
+            namespaces.start()
         yield
+        if namespaces is not None:
+            namespaces.stop()
         for task in state.tasks:
             task.cancel()
         await asyncio.gather(*state.tasks, return_exceptions=True)
@@ -272,13 +280,16 @@ def create_app(
 
     @app.get(
         "/readyz",
-        summary="A valid serving certificate is loaded",
-        responses={503: {"description": "no valid certificate yet"}},
+        summary="A valid serving certificate is loaded, and the namespaces' limits are known",
+        responses={503: {"description": "no valid certificate, or limits not listed yet"}},
     )
     async def readyz(response: Response) -> dict[str, str]:
         if reloader is not None and not reloader.ready:
             response.status_code = 503
             return {"status": "no valid serving certificate loaded"}
+        if namespaces is not None and not namespaces.ready:
+            response.status_code = 503
+            return {"status": "LimitRanges and ResourceQuotas not listed yet"}
         return {"status": "ready"}
 
     @app.get("/metrics", summary="Prometheus metrics", response_class=Response)

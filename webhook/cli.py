@@ -1,4 +1,4 @@
-"""envoy-injector: serve | inject | certs. Thin: parse flags, call the library, map errors once."""
+"""envoy-injector: serve | inject | certs | controller. Thin: parse flags, call the library."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
 from webhook import __version__, errors, logs, mutate, patch, settings as settings_mod, workloads
 from webhook.settings import Settings
+
+if TYPE_CHECKING:
+    from webhook.namespace_limits import NamespaceLimits
 
 server_log = logging.getLogger("envoy_injector.server")
 
@@ -37,6 +40,12 @@ def _serve_parser(sub: Any) -> None:
     p.add_argument("--dev-dir", type=Path, help="where --dev writes them (default .dev-certs)")
     p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
     p.add_argument("--namespace", help="the injector's own namespace, never mutated")
+    p.add_argument(
+        "--kubeconfig",
+        type=Path,
+        help="kubeconfig to watch LimitRanges and ResourceQuotas with when not in a Pod "
+        "(in a Pod its ServiceAccount is used)",
+    )
     p.add_argument("--log-format", choices=["json", "text"])
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
 
@@ -55,6 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     _inject_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
+    )
+    sub.add_parser(
+        "controller",
+        help="keep the sidecar's Envoy ConfigMap in labelled namespaces (see: controller --help)",
+        add_help=False,
     )
     return parser
 
@@ -75,6 +89,27 @@ def issue_dev_certs(directory: Path) -> tuple[Path, Path, Path]:
         path.write_bytes(data)
     paths[2].chmod(0o600)
     return paths
+
+
+def namespace_watch(settings: Settings) -> NamespaceLimits | None:
+    """The LimitRange/ResourceQuota watch, from the Pod's ServiceAccount or --kubeconfig."""
+    from kubeapi import client as kubeapi, credentials
+    from kubeapi.errors import ApiError
+    from webhook.namespace_limits import NamespaceLimits
+
+    found: credentials.Credentials | None = credentials.in_cluster()
+    if settings.kubeconfig is not None:
+        try:
+            found = credentials.from_kubeconfig(str(settings.kubeconfig))
+        except ApiError as exc:
+            raise errors.ConfigError(exc.message) from None
+    if found is None:
+        server_log.warning(
+            "not running in a cluster and no --kubeconfig given: sidecars are not fitted to "
+            "the namespaces' LimitRanges and ResourceQuotas"
+        )
+        return None
+    return NamespaceLimits(kubeapi.Client(found))
 
 
 def serve(settings: Settings, out: TextIO) -> int:
@@ -103,7 +138,9 @@ def serve(settings: Settings, out: TextIO) -> int:
         raise errors.ConfigError("serve needs --cert and --key (or --dev for a throwaway pair)")
     metrics = create_metrics()
     reloader = CertReloader(settings.cert, settings.key, on_change=on_cert_change(metrics))
-    app = create_app(settings, reloader=reloader, metrics=metrics)
+    app = create_app(
+        settings, reloader=reloader, metrics=metrics, namespaces=namespace_watch(settings)
+    )
     server_log.info(
         "starting",
         extra={"version": __version__, "port": settings.port, "config": str(settings.config)},
@@ -195,6 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from certs import job
 
         return job.main(argv[1:])
+    if argv[:1] == ["controller"]:
+        from controller import main as controller_main
+
+        return controller_main.main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":

@@ -11,7 +11,10 @@
     │   │                    HTTP 200, allowed=false, status.code 400 or 403
     │   ├── AnnotationError  every bad envoy-inject.io/* value at once (400)
     │   ├── PolicyViolation  an override the operator's policy forbids (403)
-    │   └── NameClash        the Pod already has a container or volume with our name (400)
+    │   ├── NameClash        the Pod already has a container or volume with our name (400)
+    │   ├── PortClash        an app container already declares a port the sidecar listens on (400)
+    │   └── ResourcesDoNotFit  the namespace's LimitRange or ResourceQuota, or the Pod's own
+    │                        resources, leave the sidecar no room the Pod did not forbid (400)
     └── ConfigError          the operator's configuration file is invalid (start-up or reload)
 
 Anything else raised while handling a request is our bug: HTTP 500, so the webhook's
@@ -79,6 +82,22 @@ class NameClash(PodRejected):
     """The Pod already has something with a name the sidecar needs."""
 
     reason = "name_clash"
+
+
+class PortClash(PodRejected):
+    """An app container declares a port the sidecar would listen on in the shared network."""
+
+    reason = "port_clash"
+
+
+class ResourcesDoNotFit(PodRejected):
+    """The sidecar's resources cannot be made to fit without overriding the Pod's choice."""
+
+    reason = "resources_do_not_fit"
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("the Envoy sidecar does not fit: " + "; ".join(problems))
 
 
 class ConfigError(InjectorError):

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Final
 
-from webhook import errors, overrides, patch, render
+from webhook import errors, limits, overrides, patch, render
 from webhook.patch import PatchOp
 from webhook.spec import (
     ANNOTATION_PREFIX,
     CONTAINER_NAME,
     INJECT_LABEL,
+    RESOURCE_OVERRIDES,
     STATUS_ANNOTATION,
     VOLUME_NAME,
     Policy,
@@ -37,6 +38,7 @@ class SkipReason(StrEnum):
     ANNOTATION_DISABLED = "annotation_disabled"
     ALREADY_INJECTED = "already_injected"
     HOST_NETWORK = "host_network"
+    WINDOWS = "windows_pod"
 
 
 EXPLANATIONS: Final[Mapping[SkipReason, str]] = {
@@ -47,6 +49,8 @@ EXPLANATIONS: Final[Mapping[SkipReason, str]] = {
     SkipReason.ALREADY_INJECTED: f"the Pod already carries {STATUS_ANNOTATION}",
     SkipReason.HOST_NETWORK: "the Pod uses the host network, where the proxy's ports would "
     "collide with the node's",
+    SkipReason.WINDOWS: "the Pod runs on Windows nodes (spec.os.name: windows), and the Envoy "
+    "sidecar image is Linux only",
 }
 
 
@@ -84,8 +88,11 @@ def decide(pod: Mapping[str, Any], *, namespace: str, excluded: Collection[str] 
         return Decision(False, SkipReason.ANNOTATION_DISABLED)
     if STATUS_ANNOTATION in annotations:
         return Decision(False, SkipReason.ALREADY_INJECTED)
-    if _map(pod, "spec").get("hostNetwork") is True:
+    pod_spec = _map(pod, "spec")
+    if pod_spec.get("hostNetwork") is True:
         return Decision(False, SkipReason.HOST_NETWORK)
+    if _map(pod_spec, "os").get("name") == "windows":
+        return Decision(False, SkipReason.WINDOWS)
     return INJECT
 
 
@@ -144,6 +151,40 @@ def _check_clashes(pod: Mapping[str, Any]) -> None:
         )
 
 
+def _check_ports(pod: Mapping[str, Any], spec: SidecarSpec) -> None:
+    """Refuse a Pod whose containers already declare a port the sidecar binds: they share one
+    network namespace, so the Pod would be created and Envoy would then fail to start."""
+    ours = {spec.proxy_port: "proxy-port", spec.admin_port: "admin-port"}
+    pod_spec = _map(pod, "spec")
+    clashes = []
+    for key in ("containers", "initContainers"):
+        items = pod_spec.get(key)
+        for container in items if isinstance(items, list) else []:
+            ports = container.get("ports") if isinstance(container, dict) else None
+            for port in ports if isinstance(ports, list) else []:
+                if not isinstance(port, dict) or port.get("protocol", "TCP") != "TCP":
+                    continue
+                number = port.get("containerPort")
+                if number in ours:
+                    clashes.append(
+                        f"container {container.get('name')!r} declares port {number}, where the "
+                        f"Envoy sidecar listens ({ANNOTATION_PREFIX}{ours[number]})"
+                    )
+    if clashes:
+        raise errors.PortClash(
+            "; ".join(clashes) + f"; move the sidecar with {ANNOTATION_PREFIX}proxy-port or "
+            f"{ANNOTATION_PREFIX}admin-port (with {ANNOTATION_PREFIX}config-map naming an Envoy "
+            "config that listens there), or opt out with the label envoy-inject=disabled"
+        )
+
+
+def _grace_seconds(pod: Mapping[str, Any]) -> int:
+    grace = _map(pod, "spec").get("terminationGracePeriodSeconds")
+    if isinstance(grace, int) and not isinstance(grace, bool) and grace >= 0:
+        return grace
+    return render.DEFAULT_GRACE_SECONDS
+
+
 def inject(
     pod: Mapping[str, Any],
     spec: SidecarSpec,
@@ -160,8 +201,9 @@ def inject(
     if STATUS_ANNOTATION in annotations:
         return []
     _check_clashes(pod)
+    _check_ports(pod, spec)
     cluster = spec.cluster or service_cluster(pod, fallback=fallback_cluster)
-    container = render.sidecar_container(spec, cluster)
+    container = render.sidecar_container(spec, cluster, grace_seconds=_grace_seconds(pod))
     if spec.native:
         # First of the init containers, so it is up before they run and before the app.
         ops = patch.add_list_items(pod, ("spec", "initContainers"), [container], at=0)
@@ -196,13 +238,18 @@ def plan(
     prefix: Sequence[str | int] = (),
     fallback_cluster: str = "",
     job: bool = False,
+    namespace_limits: limits.Namespace = limits.EMPTY,
 ) -> Plan:
     """decide -> resolve annotations -> inject: the one path the webhook and the CLI share.
 
     ``job`` says the Pod belongs to a Job (the CLI knows from the workload's kind; the webhook
     sees the Pod's controller owner), which makes the native sidecar the default.
 
-    Raises PodRejected (AnnotationError, PolicyViolation, NameClash, MalformedObject).
+    ``namespace_limits`` holds the namespace's LimitRanges and ResourceQuotas (the webhook
+    watches them; offline there are none): the sidecar's resources are fitted to them.
+
+    Raises PodRejected (AnnotationError, PolicyViolation, NameClash, PortClash,
+    ResourcesDoNotFit, MalformedObject).
     """
     decision = decide(pod, namespace=namespace, excluded=excluded)
     if not decision.inject:
@@ -211,6 +258,14 @@ def plan(
         # A regular sidecar never exits, so the Job would never complete; a native one does not
         # hold the Pod open. The native-sidecar annotation can still say "false".
         defaults = dataclasses.replace(defaults, native=True)
-    resolution = overrides.resolve(defaults, _map(_map(pod, "metadata"), "annotations"), policy)
-    ops = inject(pod, resolution.spec, prefix=prefix, fallback_cluster=fallback_cluster)
-    return Plan(decision, ops, resolution.warnings)
+    annotations = _map(_map(pod, "metadata"), "annotations")
+    resolution = overrides.resolve(defaults, annotations, policy)
+    spec, warnings = resolution.spec, resolution.warnings
+    if namespace_limits is not limits.EMPTY or _map(pod, "spec").get("resources"):
+        explicit = frozenset(overrides.ours(annotations)) & RESOURCE_OVERRIDES
+        fitted = limits.fit(spec.resources, pod, namespace_limits, explicit=explicit)
+        if fitted.resources != spec.resources:
+            spec = dataclasses.replace(spec, resources=fitted.resources)
+        warnings += fitted.warnings
+    ops = inject(pod, spec, prefix=prefix, fallback_cluster=fallback_cluster)
+    return Plan(decision, ops, warnings)

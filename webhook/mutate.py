@@ -5,12 +5,13 @@ carries an Outcome for the shell to log and count; nothing here does I/O.
 """
 
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict
 
 import orjson
 
-from webhook import admission, errors, inject, workloads
+from webhook import admission, errors, inject, limits, workloads
 from webhook.spec import Policy, SidecarSpec
 
 _JSON_STATUS_REASONS: Final = {
@@ -111,7 +112,16 @@ def _answer(review: Any, outcome: Outcome) -> Reply:
     return Reply(200, orjson.dumps(review), outcome)
 
 
-def _decide_and_inject(request: admission.AdmissionRequest, ctx: Context) -> Reply:
+NamespaceLookup = Callable[[str], limits.Namespace]
+
+
+def _no_limits(_namespace: str) -> limits.Namespace:
+    return limits.EMPTY
+
+
+def _decide_and_inject(
+    request: admission.AdmissionRequest, ctx: Context, namespace_limits: NamespaceLookup
+) -> Reply:
     # Outcomes are built whole: dataclasses.replace() costs more than the rest of a skip.
     who = _identity(request)
     if not request.is_pod_create:
@@ -124,6 +134,7 @@ def _decide_and_inject(request: admission.AdmissionRequest, ctx: Context) -> Rep
             ctx.policy,
             namespace=request.namespace,
             excluded=ctx.excluded_namespaces,
+            namespace_limits=namespace_limits(request.namespace),
         )
     except errors.PodRejected as exc:
         return _answer(
@@ -146,8 +157,11 @@ def _decide_and_inject(request: admission.AdmissionRequest, ctx: Context) -> Rep
     return _answer(review, outcome)
 
 
-def review(body: bytes, ctx: Context) -> Reply:
-    """Answer one AdmissionReview body. Never raises: our own bugs become HTTP 500."""
+def review(body: bytes, ctx: Context, *, namespace_limits: NamespaceLookup = _no_limits) -> Reply:
+    """Answer one AdmissionReview body. Never raises: our own bugs become HTTP 500.
+
+    ``namespace_limits`` gives the LimitRanges and ResourceQuotas of a namespace (the shell
+    watches them); the sidecar's resources are fitted to them."""
     try:
         request = admission.parse_review(body)
     except errors.ReviewError as exc:
@@ -155,7 +169,7 @@ def review(body: bytes, ctx: Context) -> Reply:
     except Exception as exc:  # noqa: BLE001 - our bug: 500, and the failurePolicy decides
         return _internal_error(exc)
     try:
-        return _decide_and_inject(request, ctx)
+        return _decide_and_inject(request, ctx, namespace_limits)
     except Exception as exc:  # noqa: BLE001 - our bug: 500, and the failurePolicy decides
         return _internal_error(exc, uid=request.uid, namespace=request.namespace)
 

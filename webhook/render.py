@@ -29,9 +29,25 @@ def _field_env(name: str, field_path: str) -> JSONDict:
     return {"name": name, "valueFrom": {"fieldRef": {"apiVersion": "v1", "fieldPath": field_path}}}
 
 
-def sidecar_container(spec: s.SidecarSpec, cluster: str) -> JSONDict:
-    """The Envoy container. ``cluster`` is the already-derived --service-cluster value."""
-    res = spec.resources
+# How long the sidecar keeps serving after the Pod is told to stop, so that endpoint removal
+# reaches every proxy before Envoy gets SIGTERM. The API server requires a preStop sleep to be
+# shorter than the Pod's terminationGracePeriodSeconds, and Envoy needs time to exit after it.
+STOP_SLEEP_SECONDS: Final = 5
+DEFAULT_GRACE_SECONDS: Final = 30  # the API server's default terminationGracePeriodSeconds
+
+
+def stop_sleep(grace_seconds: int) -> int:
+    """The preStop sleep for a grace period: 5 s, but at most half the grace period (rounded
+    down), so the sleep is always shorter than the grace and Envoy keeps the other half to exit.
+    0 means no preStop hook at all (a sleep of 0 is refused by older API servers)."""
+    return max(0, min(STOP_SLEEP_SECONDS, grace_seconds // 2))
+
+
+def sidecar_container(
+    spec: s.SidecarSpec, cluster: str, *, grace_seconds: int = DEFAULT_GRACE_SECONDS
+) -> JSONDict:
+    """The Envoy container. ``cluster`` is the already-derived --service-cluster value;
+    ``grace_seconds`` the Pod's terminationGracePeriodSeconds."""
     container: JSONDict = {
         "name": s.CONTAINER_NAME,
         "image": spec.image,
@@ -58,10 +74,7 @@ def sidecar_container(spec: s.SidecarSpec, cluster: str) -> JSONDict:
             {"name": "ENVOY_ADMIN_PORT", "value": str(spec.admin_port)},
             {"name": "ENVOY_APP_PORT", "value": str(spec.app_port)},
         ],
-        "resources": {
-            "requests": {"cpu": res.cpu_request, "memory": res.memory_request},
-            "limits": {"cpu": res.cpu_limit, "memory": res.memory_limit},
-        },
+        "resources": spec.resources.as_dict(),
         "volumeMounts": [
             {"name": s.VOLUME_NAME, "mountPath": s.CONFIG_MOUNT_PATH, "readOnly": True}
         ],
@@ -72,11 +85,13 @@ def sidecar_container(spec: s.SidecarSpec, cluster: str) -> JSONDict:
             "periodSeconds": 5,
             "failureThreshold": 3,
         },
-        # Keep proxying while the endpoint removal propagates, then let SIGTERM stop Envoy.
-        "lifecycle": {"preStop": {"sleep": {"seconds": 5}}},
         "securityContext": dict(_SECURITY_CONTEXT),
         "terminationMessagePolicy": "FallbackToLogsOnError",
     }
+    sleep = stop_sleep(grace_seconds)
+    if sleep:
+        # Keep proxying while the endpoint removal propagates, then let SIGTERM stop Envoy.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": sleep}}}
     if spec.native:
         # A restartable init container: started before the app and, once its startupProbe
         # passes, the kubelet starts the next containers; it does not keep a Job's Pod alive.

@@ -12,11 +12,17 @@ from typing import Any, Final, Self
 
 import yaml
 
-from webhook import errors, overrides, quantity
+from webhook import bootstrap, errors, overrides, quantity
 from webhook.mutate import Context
 from webhook.spec import ALL_OVERRIDES, Policy, Resources, SidecarSpec
 
 ENV_PREFIX: Final = "ENVOY_INJECTOR_"
+# The kubelet gives every container variables for each Service of its namespace
+# (ENVOY_INJECTOR_PORT=tcp://10.96.0.7:443 for Service "envoy-injector"), all ending in
+# _SERVICE_HOST, _SERVICE_PORT[_<name>], _PORT, _PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]. No
+# variable we read ends like that, so no Service, ours or a user's, can set one of our
+# settings; fields whose plain name would (port) get a name that cannot.
+ENV_NAMES: Final = {"port": ENV_PREFIX + "PORT_NUMBER"}
 # The API server sends at most a few MiB (etcd's object limit is 1.5 MiB); 7 MiB leaves room
 # for the review envelope and oldObject without letting a client make us buffer without bound.
 MAX_BODY_BYTES: Final = 7 * 1024 * 1024
@@ -31,6 +37,9 @@ class Settings:
     dev: bool = False
     dev_dir: Path = Path(".dev-certs")
     config: Path | None = None
+    # Where to watch LimitRanges and ResourceQuotas from: in a Pod its ServiceAccount, else
+    # this kubeconfig; with neither (development) the sidecar is not fitted to them.
+    kubeconfig: Path | None = None
     namespace: str = "envoy-injector"  # our own: never mutated
     log_format: str = "json"
     log_level: str = "info"
@@ -44,15 +53,21 @@ class Settings:
         """Defaults < ENVOY_INJECTOR_* variables < explicit overrides (the CLI flags)."""
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
-            raw = environ.get(ENV_PREFIX + f.name.upper())
+            variable = env_name(f.name)
+            raw = environ.get(variable)
             if raw is None:
                 continue
-            values[f.name] = _coerce(f.name, f.type, raw)
+            values[f.name] = _coerce(variable, f.type, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
 
-def _coerce(name: str, kind: Any, raw: str) -> Any:
+def env_name(field_name: str) -> str:
+    """The environment variable that sets a Settings field."""
+    return ENV_NAMES.get(field_name, ENV_PREFIX + field_name.upper())
+
+
+def _coerce(variable: str, kind: Any, raw: str) -> Any:
     """An environment variable's text as the type of the field it sets."""
     truth = {"true": True, "1": True, "false": False, "0": False}
     try:
@@ -62,9 +77,7 @@ def _coerce(name: str, kind: Any, raw: str) -> Any:
             return kind(raw)
     except (KeyError, ValueError):
         expected = getattr(kind, "__name__", str(kind))
-        raise errors.ConfigError(
-            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {expected}"
-        ) from None
+        raise errors.ConfigError(f"{variable}={raw!r} is not a valid {expected}") from None
     if Path in getattr(kind, "__args__", ()):
         return Path(raw)
     return raw
@@ -174,11 +187,13 @@ def context_from_config(text: str | None, *, own_namespace: str) -> Context:
     doc = doc or {}
     if not isinstance(doc, Mapping):
         raise errors.ConfigError("the config file must hold a mapping at the top")
-    unknown = sorted(set(doc) - {"sidecar", "policy", "excludedNamespaces"})
+    unknown = sorted(set(doc) - {"sidecar", "policy", "excludedNamespaces", "bootstrap"})
     if unknown:
         raise errors.ConfigError(
-            f"unknown top-level keys {unknown}; known: excludedNamespaces, policy, sidecar"
+            f"unknown top-level keys {unknown}; "
+            "known: bootstrap, excludedNamespaces, policy, sidecar"
         )
+    bootstrap.template(doc.get("bootstrap"))  # the controller writes it; refuse a broken one
     excluded = {str(ns) for ns in doc.get("excludedNamespaces") or []}
     if own_namespace:
         excluded.add(own_namespace)

@@ -29,6 +29,19 @@ class Resources:
     cpu_limit: str = "500m"
     memory_request: str = "128Mi"
     memory_limit: str = "256Mi"
+    # Stated only when the namespace makes every container state it (see limits.py).
+    ephemeral_storage_request: str | None = None
+    ephemeral_storage_limit: str | None = None
+
+    def as_dict(self) -> dict[str, dict[str, str]]:
+        """The container's ``resources`` field."""
+        requests = {"cpu": self.cpu_request, "memory": self.memory_request}
+        limits = {"cpu": self.cpu_limit, "memory": self.memory_limit}
+        if self.ephemeral_storage_request is not None:
+            requests["ephemeral-storage"] = self.ephemeral_storage_request
+        if self.ephemeral_storage_limit is not None:
+            limits["ephemeral-storage"] = self.ephemeral_storage_limit
+        return {"requests": requests, "limits": limits}
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,12 @@ ALL_OVERRIDES: Final = frozenset(
         "native-sidecar",
         "hold-application",
     }
+)
+
+
+# The overrides that set the sidecar's resources.
+RESOURCE_OVERRIDES: Final = frozenset(
+    {"cpu-request", "cpu-limit", "memory-request", "memory-limit"}
 )
 
 

@@ -2,11 +2,14 @@
 
 A Pod's managedFields, env lists, probes and the like are most of its bytes and are never read;
 building Python objects for them was most of a review's cost. The view is a plain dict of the
-raw Pod's shape holding only the fields inject() and the log line read (names, labels,
-annotations, owners, the names in containers/initContainers/volumes, hostNetwork), so the pure
-core is unchanged. It is safe because ops are explicit adds at positions these fields decide;
-nothing is computed by diffing or re-serialising the object. Absent fields stay absent; a
-field of an unexpected type makes ``parse`` return None, and the caller decodes everything.
+raw Pod's shape holding only the fields the core and the log line read (names, labels,
+annotations, owners; containers' names, ports, resources and restartPolicy; volume names;
+hostNetwork, os, terminationGracePeriodSeconds and Pod-level resources), so the pure core is
+unchanged. A field the core starts to read must be added here: the property test that compares
+this view's answers with a full decode's, on Pods that carry every such field, says when.
+It is safe because ops are explicit adds at positions these fields decide; nothing is computed
+by diffing or re-serialising the object. Absent fields stay absent; a field of an unexpected
+type makes ``parse`` return None, and the caller decodes everything.
 """
 
 from __future__ import annotations
@@ -20,6 +23,13 @@ UNSET: Any = msgspec.UNSET
 
 class Named(msgspec.Struct):
     name: Any = UNSET
+
+
+class Container(msgspec.Struct):
+    name: Any = UNSET
+    ports: Any = UNSET  # port clashes
+    resources: Any = UNSET  # fitting the sidecar into LimitRanges and Pod-level resources
+    restartPolicy: Any = UNSET  # noqa: N815 - a restartable init container runs beside ours
 
 
 class OwnerRef(msgspec.Struct):
@@ -37,10 +47,13 @@ class Meta(msgspec.Struct):
 
 
 class Spec(msgspec.Struct):
-    containers: list[Named] | None = None
-    initContainers: list[Named] | None = None  # noqa: N815
+    containers: list[Container] | None = None
+    initContainers: list[Container] | None = None  # noqa: N815
     volumes: list[Named] | None = None
     hostNetwork: Any = UNSET  # noqa: N815
+    os: Any = UNSET
+    terminationGracePeriodSeconds: Any = UNSET  # noqa: N815
+    resources: Any = UNSET
 
 
 class Object(msgspec.Struct):
@@ -102,6 +115,18 @@ def _named(items: list[Named]) -> list[dict[str, Any]]:
     return [{"name": i.name} if i.name is not UNSET else {} for i in items]
 
 
+def _containers(items: list[Container]) -> list[dict[str, Any]]:
+    out = []
+    for item in items:
+        c: dict[str, Any] = {}
+        _set(c, "name", item.name)
+        _set(c, "ports", item.ports)
+        _set(c, "resources", item.resources)
+        _set(c, "restartPolicy", item.restartPolicy)
+        out.append(c)
+    return out
+
+
 def pod_dict(obj: Object) -> dict[str, Any]:
     """The view as the raw Pod dict would look with only these fields."""
     pod: dict[str, Any] = {}
@@ -126,10 +151,13 @@ def pod_dict(obj: Object) -> dict[str, Any]:
     spec = obj.spec
     if spec is not None:
         s: dict[str, Any] = {}
-        for key in ("containers", "initContainers", "volumes"):
-            items = getattr(spec, key)
-            if items is not None:
-                s[key] = _named(items)
-        _set(s, "hostNetwork", spec.hostNetwork)
+        for key in ("containers", "initContainers"):
+            containers = getattr(spec, key)
+            if containers is not None:
+                s[key] = _containers(containers)
+        if spec.volumes is not None:
+            s["volumes"] = _named(spec.volumes)
+        for key in ("hostNetwork", "os", "terminationGracePeriodSeconds", "resources"):
+            _set(s, key, getattr(spec, key))
         pod["spec"] = s
     return pod

@@ -1,4 +1,4 @@
-"""Istio's and Linkerd's injector test inputs (../shared/corpus/peer-inputs) through `inject -f`.
+"""Istio's and Linkerd's injector test inputs (tests/data/peer-corpus) through `inject -f`.
 
 These are real workload shapes written by other projects: probes, named ports, init containers,
 host networking, another mesh's sidecar, CronJobs without template metadata, Lists, and a

@@ -72,9 +72,11 @@ def test_serve_without_a_certificate_says_what_it_needs() -> None:
 
 
 def test_a_bad_environment_variable_is_named() -> None:
-    result = run("serve", env={"ENVOY_INJECTOR_PORT": "eighty", "PATH": "/usr/bin"})
+    # The port's variable is ENVOY_INJECTOR_PORT_NUMBER: ENVOY_INJECTOR_PORT is the kubelet's
+    # service link for a Service named envoy-injector (tests/unit/test_service_links.py).
+    result = run("serve", env={"ENVOY_INJECTOR_PORT_NUMBER": "eighty", "PATH": "/usr/bin"})
     assert result.returncode == 1
-    assert "ENVOY_INJECTOR_PORT='eighty' is not a valid int" in result.stderr
+    assert "ENVOY_INJECTOR_PORT_NUMBER='eighty' is not a valid int" in result.stderr
 
 
 def test_a_bad_config_file_is_named_with_the_key(tmp_path: Path) -> None:

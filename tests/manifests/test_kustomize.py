@@ -1,14 +1,7 @@
 """The kustomizations build, and building changes nothing the files do not already say.
 
-With ``kubectl`` on PATH the build is the real one (``kubectl kustomize DIR``). Without it
-(CI's fresh machine has no kubectl) the tests use the structural builder of
-tests/support/kustomize.py, which refuses any field it does not model, so the fallback can
-never pass a kustomization it does not understand. Both paths then face the same assertions;
-nothing is skipped.
-
-The fallback does not rewrite the namespaces inside RoleBinding subjects or the webhook's
-``clientConfig.service`` as kustomize would: the files already carry the final namespace there,
-which test_rbac.py and test_webhook_configuration.py pin.
+The build is the real one: ``kubectl kustomize DIR`` with the pinned kubectl of
+tests/support/tools.py (kustomize v5.7.1 built in), never the kubectl on PATH.
 
 Because the built objects must equal the objects in the files, every other test in this package
 can check the files themselves and still be checking what ``kubectl apply -k`` sends.
@@ -25,7 +18,7 @@ import yaml
 
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR, KUSTOMIZATION, MANIFESTS, SIDECAR, Object
-from tests.support import kustomize
+from tests.support import kustomization
 
 DIRECTORIES: Final = [INJECTOR, SIDECAR]
 IDS: Final = [str(d.relative_to(MANIFESTS)) for d in DIRECTORIES]
@@ -40,7 +33,7 @@ def key(obj: Object) -> tuple[str, str, str]:
 def test_kustomization_lists_every_manifest_of_its_directory_and_nothing_else(
     directory: Path,
 ) -> None:
-    listed = kustomize.read_kustomization(directory)["resources"]
+    listed = kustomization.read_kustomization(directory)["resources"]
     on_disk = [path.name for path in documents.resource_files(directory)]
     assert sorted(listed) == sorted(on_disk)
     assert len(listed) == len(set(listed)), "a resource is listed twice"
@@ -48,12 +41,12 @@ def test_kustomization_lists_every_manifest_of_its_directory_and_nothing_else(
 
 @pytest.mark.parametrize("directory", DIRECTORIES, ids=IDS)
 def test_kustomization_sets_the_namespace_of_its_directory(directory: Path) -> None:
-    assert kustomize.read_kustomization(directory)["namespace"] == NAMESPACES[directory]
+    assert kustomization.read_kustomization(directory)["namespace"] == NAMESPACES[directory]
 
 
 @pytest.mark.parametrize("directory", DIRECTORIES, ids=IDS)
 def test_kustomization_builds_into_exactly_the_objects_of_its_files(directory: Path) -> None:
-    built = kustomize.build(directory)
+    built = kustomization.build(directory)
     written = [m.obj for m in documents.objects(directory)]
     assert sorted(map(key, built)) == sorted(map(key, written))
     by_key = {key(obj): obj for obj in written}
@@ -62,7 +55,7 @@ def test_kustomization_builds_into_exactly_the_objects_of_its_files(directory: P
 
 
 def test_injector_kustomization_pins_the_image_users_can_override() -> None:
-    assert kustomize.read_kustomization(INJECTOR)["images"] == [
+    assert kustomization.read_kustomization(INJECTOR)["images"] == [
         {"name": "envoy-injector", "newName": "envoy-injector", "newTag": "0.1.0"}
     ]
 
@@ -83,7 +76,7 @@ def test_an_image_override_reaches_every_injector_container(tmp_path: Path) -> N
             }
         )
     )
-    built = kustomize.build(overlay)
+    built = kustomization.build(overlay)
     images = {
         item["image"]
         for obj in built

@@ -153,10 +153,14 @@ def test_rbac_names_exactly_the_secrets_and_webhook_configuration_the_job_writes
 
 def test_deployment_and_jobs_use_the_service_accounts_that_are_shipped() -> None:
     accounts = {m.name for m in OBJECTS if m.kind == "ServiceAccount"}
-    assert accounts == {"envoy-injector", "envoy-injector-certs"}
+    assert accounts == {"envoy-injector", "envoy-injector-certs", "envoy-injector-controller"}
     assert webhook_pod()["serviceAccountName"] == "envoy-injector"
     for _, pod in cert_pods():
         assert pod["serviceAccountName"] in accounts
+    controller = documents.one(OBJECTS, "Deployment", "envoy-injector-controller")
+    assert controller["spec"]["template"]["spec"]["serviceAccountName"] == (
+        "envoy-injector-controller"
+    )
 
 
 def test_every_injector_container_runs_the_one_image() -> None:
@@ -189,6 +193,9 @@ def test_injector_readme_names_what_the_manifests_name() -> None:
 def test_injector_config_map_holds_the_documented_defaults_and_policy() -> None:
     config_map = documents.one(OBJECTS, "ConfigMap", "envoy-injector-config")
     config = yaml.safe_load(config_map["data"]["config.yaml"])
+    # The Envoy bootstrap the controller writes is today's sidecar example, word for word.
+    demo = documents.one(documents.objects(documents.SIDECAR), "ConfigMap", "envoy-config")
+    assert config.pop("bootstrap") == yaml.safe_load(demo["data"]["envoy.yaml"])
     assert config == {
         "sidecar": {
             "image": "envoyproxy/envoy:v1.40.0",

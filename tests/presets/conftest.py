@@ -8,14 +8,14 @@ from pathlib import Path
 import pytest
 
 from tests.presets.backends import StubPool
-from tests.support.k8s import crd_files
+from tests.support.k8s import CRD_DIR, crd_files
 
 
 @pytest.fixture(scope="session")
 def crds() -> list[Path]:
-    """The published CRD files from shared/crds (beside the repository)."""
+    """The published CRD files vendored in tests/data/crds."""
     files = crd_files()
-    assert files, "no CRD files found in shared/crds beside the repository"
+    assert files, f"no CRD files found in {CRD_DIR}"
     return files
 
 

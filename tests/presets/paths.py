@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.support.k8s import load_yaml_documents
-from tests.support.kustomize import KUSTOMIZATION, resource_files
+from tests.support.kustomization import KUSTOMIZATION, resource_files
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"

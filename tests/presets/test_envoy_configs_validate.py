@@ -25,7 +25,7 @@ from tests.presets.pki import CertificateAuthority
 from tests.presets.podfiles import materialize
 from tests.support.envoy import validate_config
 from tests.support.k8s import load_yaml_documents
-from tests.support.kustomize import build, resource_files
+from tests.support.kustomization import build, resource_files
 
 pytestmark = pytest.mark.envoy
 

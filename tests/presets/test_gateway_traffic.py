@@ -44,7 +44,7 @@ from tests.presets.bootstrap import (
 from tests.presets.paths import GATEWAY
 from tests.presets.podfiles import PodFiles, materialize
 from tests.support.envoy import EnvoyProcess, free_port, running_envoy
-from tests.support.kustomize import build
+from tests.support.kustomization import build
 
 pytestmark = pytest.mark.envoy
 

@@ -35,7 +35,7 @@ from tests.presets.paths import INGRESS
 from tests.presets.pki import CertificateAuthority
 from tests.presets.podfiles import KubeletVolume, materialize
 from tests.support.envoy import EnvoyProcess, free_port, running_envoy
-from tests.support.kustomize import build
+from tests.support.kustomization import build
 
 pytestmark = pytest.mark.envoy
 

@@ -25,7 +25,7 @@ from tests.presets.paths import (
 )
 from tests.presets.podfiles import find_object
 from tests.support.k8s import load_yaml_documents
-from tests.support.kustomize import build
+from tests.support.kustomization import build
 
 ENVOY_DIRS = envoy_dirs()
 RATELIMIT = "envoy.filters.http.local_ratelimit"

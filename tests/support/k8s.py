@@ -6,7 +6,7 @@
   Kubernetes version the installed package knows (never older than :data:`MIN_K8S`);
 - :func:`validate_against_crd` validates a custom resource against the
   ``openAPIV3Schema`` of its CustomResourceDefinition, read from the published CRDs in
-  ``shared/crds/`` (beside the repository). Like the API server's pruning, every schema
+  ``tests/data/crds/`` (vendored, see its README.md). Like the API server's pruning, every schema
   node that lists ``properties`` and is not marked ``x-kubernetes-preserve-unknown-fields``
   is closed, so a field the CRD does not know is an error here instead of silently
   dropped in the cluster. CEL rules (``x-kubernetes-validations``) are not evaluated.
@@ -43,8 +43,8 @@ __all__ = [
     "validate_core",
 ]
 
-#: The published CRDs, in the ``shared/`` directory that sits beside the repository.
-CRD_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "crds"
+#: The published CRDs, vendored byte-for-byte with their sources in tests/data/crds/README.md.
+CRD_DIR = Path(__file__).resolve().parents[1] / "data" / "crds"
 #: The oldest Kubernetes version the manifests are checked against.
 MIN_K8S = "1.32"
 

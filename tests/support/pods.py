@@ -15,8 +15,8 @@ from webhook.patch import PatchOp
 
 KUBE_VERSION: Final = "1.32"
 REPO: Final = Path(__file__).resolve().parents[2]
-SHARED: Final = REPO.parent / "shared"
-CORPUS: Final = SHARED / "corpus" / "peer-inputs"
+#: Istio's and Linkerd's injector test inputs, vendored byte-for-byte (see its README.md).
+CORPUS: Final = REPO / "tests" / "data" / "peer-corpus"
 
 
 def make_pod(

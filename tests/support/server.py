@@ -67,10 +67,11 @@ class Server:
     port: int
     files: TLSFiles
     log: Path
+    host: str = "127.0.0.1"
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return f"https://{self.host}:{self.port}"
 
     def client(self, *, ca: Path | None = None, **kwargs: object) -> httpx.Client:
         """An httpx client that trusts only our CA (or ``ca``) and checks the service name."""
@@ -100,24 +101,26 @@ def running_server(
     args: tuple[str, ...] = (),
     startup_timeout: float = 20.0,
     wait_for_tls: bool = True,
+    host: str = "127.0.0.1",
+    port: int | None = None,
 ) -> Iterator[Server]:
     """Start the server; wait for /healthz over TLS (or, without a valid cert, for the port)."""
     files = files or write_tls_files(tmp / "tls")
-    port = free_port()
-    log = tmp / f"server-{port}.log"
+    port = port or free_port()
+    log = tmp / f"server-{host}-{port}.log"
     command = [
         sys.executable, "-m", "webhook", "serve",
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", host, "--port", str(port),
         "--cert", str(files.cert), "--key", str(files.key),
         "--namespace", "envoy-injector", *args,
     ]  # fmt: skip
     environment = {**os.environ, "ENVOY_INJECTOR_RELOAD_INTERVAL": "0.2", **(env or {})}
     with log.open("wb") as sink:
         process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, env=environment)
-    server = Server(process, port, files, log)
+    server = Server(process, port, files, log, host)
     try:
         if wait_for_tls:
-            _wait_ready(server, startup_timeout)
+            wait_ready(server, startup_timeout)
         else:
             _wait_listening(server, startup_timeout)
         yield server
@@ -131,7 +134,7 @@ def running_server(
                 process.wait()
 
 
-def _wait_ready(server: Server, timeout: float) -> None:
+def wait_ready(server: Server, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
@@ -154,7 +157,7 @@ def _wait_listening(server: Server, timeout: float) -> None:
             raise RuntimeError(
                 f"server exited with {server.process.returncode}:\n{server.log_text()}"
             )
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", server.port), 1):
+        with contextlib.suppress(OSError), socket.create_connection((server.host, server.port), 1):
             return
         time.sleep(0.05)
     raise TimeoutError(f"server not listening within {timeout} s:\n{server.log_text()}")

@@ -1,0 +1,3 @@
+from webhook import __version__
+
+__all__ = ["__version__"]
