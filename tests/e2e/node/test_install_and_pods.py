@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import time
@@ -70,7 +71,7 @@ def port_forward(kubectl: kube.Kubectl, namespace: str, pod: str, port: int) -> 
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={"KUBECONFIG": str(kubectl.kubeconfig), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "KUBECONFIG": str(kubectl.kubeconfig)},
     )
     try:
         assert process.stdout is not None

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Final
 
 from tests.support.cluster import oci
-from tests.support.cluster.record import cache_root
+from tests.support.tools import cache_dir
 
 ROOT: Final = Path(__file__).resolve().parents[3]
 
@@ -109,7 +109,7 @@ def epoch() -> int:
 
 def archive_path(image: oci.ImageConfig) -> Path:
     slug = image.name.replace("/", "_").replace(":", "-")
-    return cache_root() / "images" / f"{slug}.tar"
+    return cache_dir() / "images" / f"{slug}.tar"
 
 
 def _stage(files: dict[str, Path], tree: Path) -> None:

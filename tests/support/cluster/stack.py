@@ -73,7 +73,7 @@ def up(directory: Path, *, owner: int | None, say: Say, install: bool = True) ->
     try:
         step(4, "node: containerd, image import, kubelet, kube-proxy, kube-scheduler (about 20 s)")
         running = node.start(plane, found, archives)
-        cluster = Cluster(plane, running, kube.Kubectl(tools.kubectl(), plane.kubeconfig))
+        cluster = Cluster(plane, running, kube.Kubectl(str(tools.kubectl()), plane.kubeconfig))
         if install:
             step(5, "kubectl apply -k manifests/injector; waiting for the certificate job")
             install_injector(cluster)
