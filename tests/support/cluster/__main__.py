@@ -5,6 +5,7 @@ install the binaries and images before the test run)."""
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -97,6 +98,9 @@ def _up_with_node(directory: Path, name: str, say: Callable[[str], None]) -> int
         cluster = stack.up(directory, owner=None, say=progress)
     except stack.NeedsRoot as error:
         say(f"cluster up: {error}; run it as root, or use --control-plane-only")
+        return 1
+    except (RuntimeError, TimeoutError, OSError, subprocess.CalledProcessError) as error:
+        say(f"cluster up failed, and everything it started was removed: {error}")
         return 1
     say(f"# logs in {directory / 'logs'}; `scripts/cluster down` removes everything")
     say(f"export KUBECONFIG={cluster.kubeconfig}")
