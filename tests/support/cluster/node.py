@@ -147,6 +147,7 @@ def start(plane: controlplane.ControlPlane, binaries: Binaries, archives: list[P
     """Bring the node up in the control plane's directory and record, with the images in
     `archives` loaded; return once the Node is Ready."""
     rec = record.Record(plane.directory)
+    _claim(rec)
     directory = plane.directory / "node"
     directory.mkdir(parents=True, exist_ok=True)
     for key in SYSCTLS:
@@ -228,8 +229,19 @@ def start(plane: controlplane.ControlPlane, binaries: Binaries, archives: list[P
     )
     _allow_apiserver_to_kubelet(plane)
     _wait_ready(plane)
-    rec.put("node", NODE_NAME)
     return Node(NODE_NAME, network.NODE_IP, directory, sock)
+
+
+def _claim(rec: record.Record) -> None:
+    """One node per machine: its address, bridge and cgroup names are fixed."""
+    for path in sorted(record.clusters_root().glob(f"*/{record.RECORD}")):
+        other = record.Record(path.parent)
+        if path.parent != rec.directory and other.fact("node") and not other.stale():
+            raise RuntimeError(
+                f"another node cluster runs on this machine ({path.parent}); stop it first "
+                f"(`scripts/cluster down --name {path.parent.name}`, or end its test run)"
+            )
+    rec.put("node", NODE_NAME)
 
 
 def _allow_apiserver_to_kubelet(plane: controlplane.ControlPlane) -> None:
