@@ -194,6 +194,11 @@ def test_a_certificate_renewal_under_load_refuses_nothing_and_every_replica_serv
         loader.join(timeout=600)
     (tally,) = result
     rewritten = webhook_configuration_version(kubectl) != config_version
+    if tally.refused:  # what the webhook said around the refusals, for the report below
+        for pod in replicas:
+            logs = kubectl("-n", INJECTOR_NS, "logs", pod["metadata"]["name"], check=False)
+            lines = [line for line in logs.stdout.splitlines() if '"admission' not in line]
+            tally.refused.append(f"--- {pod['metadata']['name']} log:\n" + "\n".join(lines[-30:]))
     figures.append(
         f"node: certificate renewal under load: both replicas served the new serial "
         f"{switched:.1f} s after the Job started; {tally.created} created, "
