@@ -45,40 +45,53 @@ class Tally:
     refused: list[str] = field(default_factory=list)
 
 
-def create_pods(stack_cluster: stack.Cluster, namespace: str, count: int) -> Tally:
-    """CLIENTS threads, one connection each, take names until none is left."""
-    todo: queue.SimpleQueue[str] = queue.SimpleQueue()
-    for index in range(count):
-        todo.put(f"load-{index:04d}")
-    tally = Tally()
-    lock = threading.Lock()
-    plane = stack_cluster.plane
+class Load:
+    """CLIENTS threads, one connection each, creating Pods from `count` names, each client
+    waiting `pace` seconds between its creations, until the names run out or `stop()`."""
 
-    def client() -> None:
-        with kube.api_client(plane) as api:
-            while True:
+    def __init__(self, cluster: stack.Cluster, namespace: str, *, count: int, pace: float) -> None:
+        self.todo: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for index in range(count):
+            self.todo.put(f"load-{index:04d}")
+        self.cluster, self.namespace, self.pace = cluster, namespace, pace
+        self.tally = Tally()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._client) for _ in range(CLIENTS)]
+        self.started = time.monotonic()
+
+    def __enter__(self) -> Load:
+        self.started = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(timeout=120)
+
+    def _client(self) -> None:
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        with kube.api_client(self.cluster.plane) as api:
+            while not self.stopping.is_set():
                 try:
-                    name = todo.get_nowait()
+                    name = self.todo.get_nowait()
                 except queue.Empty:
                     return
-                response = api.post(f"/api/v1/namespaces/{namespace}/pods", json=pending_pod(name))
-                with lock:
+                response = api.post(path, json=pending_pod(name))
+                at = time.monotonic() - self.started
+                with self.lock:
                     if response.status_code == 201:
-                        tally.created += 1
+                        self.tally.created += 1
                         spec = response.json()["spec"]
                         every = spec.get("initContainers", []) + spec["containers"]
-                        tally.injected += any(c["name"] == SIDECAR for c in every)
+                        self.tally.injected += any(c["name"] == SIDECAR for c in every)
                     else:
-                        tally.refused.append(
-                            f"{name}: {response.status_code} {response.text[:300]}"
+                        self.tally.refused.append(
+                            f"{name} at {at:.1f} s: {response.status_code} {response.text[:300]}"
                         )
-
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=600)
-    return tally
+                self.stopping.wait(self.pace)
 
 
 def webhook_pods(kubectl: kube.Kubectl, *, terminating: bool = False) -> list[dict[str, Any]]:
@@ -92,30 +105,37 @@ def webhook_pods(kubectl: kube.Kubectl, *, terminating: bool = False) -> list[di
 def test_a_rolling_restart_under_load_refuses_no_pod_and_injects_all(
     installed: stack.Cluster, namespace: Callable[..., str], figures: list[str]
 ) -> None:
+    """200 creations spread over about 40 s: the restart, the new replicas' start and the old
+    ones' drain after SIGTERM all happen under load."""
     kubectl = installed.kubectl
     ns = namespace("rollout", **LABELLED)
     before = {pod["metadata"]["name"] for pod in webhook_pods(kubectl)}
-    result: list[Tally] = []
-    loader = threading.Thread(target=lambda: result.append(create_pods(installed, ns, 200)))
-    started = time.monotonic()
-    loader.start()
-    try:
+    with Load(installed, ns, count=200, pace=1.5) as load:
         time.sleep(1)
         kubectl("-n", INJECTOR_NS, "rollout", "restart", "deployment/envoy-injector")
         kubectl(
             "-n", INJECTOR_NS, "rollout", "status", "deployment/envoy-injector",
             "--timeout=240s", timeout=250,
         )  # fmt: skip
-        rolled = time.monotonic() - started
-    finally:
-        loader.join(timeout=600)
-    (tally,) = result
-    after = {pod["metadata"]["name"] for pod in webhook_pods(kubectl)}
+        rolled = time.monotonic() - load.started
+        kube.eventually(
+            lambda: (
+                not before
+                & {p["metadata"]["name"] for p in webhook_pods(kubectl, terminating=True)}
+            ),
+            "the old webhook replicas gone",
+            timeout=120,
+        )
+        drained = time.monotonic() - load.started
+        for thread in load.threads:
+            thread.join(timeout=120)
+    tally = load.tally
     figures.append(
         f"node: rollout restart under load: {tally.created} created, {len(tally.refused)} "
-        f"refused, {tally.injected} injected ({CLIENTS} clients); rollout done in {rolled:.1f} s"
+        f"refused, {tally.injected} injected ({CLIENTS} clients, "
+        f"{time.monotonic() - load.started:.0f} s); rollout done at {rolled:.1f} s, old replicas "
+        f"gone at {drained:.1f} s"
     )
-    assert not before & after, "the rollout replaced no webhook Pod"
     assert tally.refused == [], "\n".join(tally.refused)
     assert tally.created == tally.injected == 200
 
@@ -172,11 +192,10 @@ def test_a_certificate_renewal_under_load_refuses_nothing_and_every_replica_serv
     }
     assert {serial_served(p["status"]["podIP"], ca) for p in replicas} == {old_serial}
     job = yaml.safe_dump(renewal_job(kubectl))
-    result: list[Tally] = []
-    loader = threading.Thread(target=lambda: result.append(create_pods(installed, ns, 300)))
-    loader.start()
-    started = time.monotonic()
-    try:
+    # Creations go on, paced, from before the Job until every replica serves the new certificate.
+    with Load(installed, ns, count=1000, pace=2.0) as load:
+        time.sleep(2)
+        started = time.monotonic()
         kubectl("create", "-f", "-", stdin=job)
         kubectl(
             "-n", INJECTOR_NS, "wait", "--for=condition=Complete", "job/renew-now",
@@ -190,9 +209,8 @@ def test_a_certificate_renewal_under_load_refuses_nothing_and_every_replica_serv
 
         kube.eventually(all_serve_new, "every replica serving the renewed certificate", timeout=150)
         switched = time.monotonic() - started
-    finally:
-        loader.join(timeout=600)
-    (tally,) = result
+        time.sleep(3)
+    tally = load.tally
     rewritten = webhook_configuration_version(kubectl) != config_version
     if tally.refused:  # what the webhook said around the refusals, for the report below
         for pod in replicas:
@@ -201,12 +219,13 @@ def test_a_certificate_renewal_under_load_refuses_nothing_and_every_replica_serv
             tally.refused.append(f"--- {pod['metadata']['name']} log:\n" + "\n".join(lines[-30:]))
     figures.append(
         f"node: certificate renewal under load: both replicas served the new serial "
-        f"{switched:.1f} s after the Job started; {tally.created} created, "
+        f"{switched:.1f} s after the Job started; {tally.created} created ({CLIENTS} clients, "
+        f"{time.monotonic() - load.started:.0f} s), "
         f"{len(tally.refused)} refused, {tally.injected} injected; the webhook configuration "
         f"was {'rewritten' if rewritten else 'left alone'} by the renewal"
     )
     assert tally.refused == [], "\n".join(tally.refused)
-    assert tally.created == tally.injected == 300
+    assert tally.created == tally.injected > 0
     now = webhook_pods(kubectl)
     assert {
         p["metadata"]["name"]: p["status"]["containerStatuses"][0]["restartCount"] for p in now
