@@ -113,8 +113,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings={},
             body_bytes={name: len(body) for name, body in bench.bodies.items()},
         )
+        load_before = os.getloadavg()[0]
         bench.run(results)
         results.settings = _settings(options, bench)
+        # Other work on the machine inflates every figure; say how busy it was.
+        results.machine["Load average (1 min)"] = (
+            f"{load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on "
+            f"{os.cpu_count()} CPUs: above 1 the server shared its core, and its CPU per request "
+            "and every wall-clock figure (latency, cold start) are inflated; ratios taken in "
+            "the same run stay comparable"
+        )
     except (RuntimeError, TimeoutError, OSError) as exc:
         _progress(f"error: {exc}")
         if any(workdir.glob("*.log")):

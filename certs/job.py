@@ -5,12 +5,14 @@ Run at install as a Job and daily as a CronJob, in the injector's namespace::
     envoy-injector certs --namespace envoy-injector --service envoy-injector \\
         --secret envoy-injector-tls --ca-secret envoy-injector-ca --webhook-config envoy-injector
 
-(`python -m certs` takes the same flags.) Each run reads both Secrets and the webhook
-configuration, lets `rotation.plan` decide, and writes only what differs, in the order that keeps
-the webhook reachable: the CA Secret (a CA's key is stored before anything trusts it), then every
-webhook's caBundle (the API server trusts a CA before any replica serves a leaf it signed), then
-the TLS Secret. It prints one line per action and exits 0; on failure it prints one line to
-stderr and exits 1. Every write is conditional on what was read; a lost race starts the whole
+(`python -m certs` takes the same flags.) `--renew-now` replaces the serving certificate on this
+run whatever its age; `--rotate-ca` starts a staged CA rotation on this run (rotation.py).
+Each run reads both Secrets and the webhook configuration, lets `rotation.plan` decide, and
+writes only what differs, in the order that keeps the webhook reachable: the CA Secret (a CA's
+key is stored before anything trusts it), then every webhook's caBundle (the API server trusts
+a CA before any replica serves a leaf it signed), then the TLS Secret. It prints one line per
+action and exits 0; on failure it prints one line to stderr and exits 1. Every write is
+conditional on what was read; a lost race starts the whole
 run over, at most `MAX_ATTEMPTS` times.
 
 RBAC it needs, and nothing more (ServiceAccount `envoy-injector-certs`)::
@@ -81,6 +83,8 @@ class Settings:
     ca_ttl: timedelta = timedelta(days=3650)
     cert_ttl: timedelta = timedelta(days=365)
     grace: timedelta = rotation.DEFAULT_GRACE
+    renew_now: bool = False
+    rotate_ca: bool = False
 
     def __post_init__(self) -> None:
         if self.renew_before is not None and self.renew_before >= self.cert_ttl:
@@ -101,6 +105,8 @@ class Settings:
             ca_ttl=self.ca_ttl,
             renew_before=self.renew_before,
             grace=self.grace,
+            renew_now=self.renew_now,
+            rotate_ca=self.rotate_ca,
         )
 
 
@@ -222,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
             ca_ttl=args.ca_ttl,
             cert_ttl=args.cert_ttl,
             grace=args.rotation_grace,
+            renew_now=args.renew_now,
+            rotate_ca=args.rotate_ca,
         )
         api = kube.Cluster.connect(settings.kubeconfig)
         return run(settings, api, now=datetime.now(UTC), out=sys.stdout)
@@ -281,5 +289,15 @@ def _parser() -> argparse.ArgumentParser:
         default=rotation.DEFAULT_GRACE,
         metavar="DURATION",
         help="wait between CA rotation stages (Secret sync to every replica)",
+    )
+    add(
+        "--renew-now",
+        action="store_true",
+        help="replace the serving certificate on this run, whatever its age",
+    )
+    add(
+        "--rotate-ca",
+        action="store_true",
+        help="start a CA rotation on this run; the job's next runs finish it without an outage",
     )
     return parser

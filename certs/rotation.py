@@ -21,6 +21,11 @@ runs of the job, never done in one step (the failure of a one-step caBundle swap
 4. **retire** — once the leaf in the Secret has been signed by the active CA for `grace` (its
    notBefore says when), every other CA leaves the bundle. Expired CAs are pruned at any time.
 
+An operator can ask for either on a given run (`cmctl renew` style): `renew_now` replaces a leaf
+that is still fit (signed by the active CA, so it is trusted at once) and `rotate_ca` runs
+stage 1 now whatever the CA's age; the later stages then follow on the job's usual runs. Neither
+forces a one-step CA change: with no CA able to sign yet, a requested renewal waits for one.
+
 If the CA Secret is lost or unusable while the leaf is still good, the same stages run with the
 CAs clients trust today taken from the TLS Secret's `ca.crt`, so even that is repaired without
 an outage. Only when the leaf must be replaced *and* no usable CA exists is a one-step change
@@ -57,6 +62,7 @@ class RenewReason(StrEnum):
     KEY_TYPE = "key_type"
     CA_MISMATCH = "ca_mismatch"
     CA_ROTATION = "ca_rotation"
+    REQUESTED = "requested"
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class Policy:
     ca_ttl: timedelta = timedelta(days=3650)
     renew_before: timedelta | None = None
     grace: timedelta = DEFAULT_GRACE
+    renew_now: bool = False  # replace a fit leaf on this run (--renew-now)
+    rotate_ca: bool = False  # start a CA rotation on this run (--rotate-ca)
 
 
 @dataclass(frozen=True)
@@ -164,6 +172,11 @@ def plan(
             trust.append(_cert(ca))
             known.add(store.fingerprint(_cert(ca)))
 
+    if reason is None and policy.renew_now:
+        if active is not None:
+            reason = RenewReason.REQUESTED
+        else:
+            events.append("renewal requested: deferred, no CA can sign until the staged one is")
     leaf = serving
     if (
         reason is None
@@ -212,6 +225,11 @@ def _choose_signer(
         if staged is None and _ca_expiring(active, now, policy):
             staged = _new_ca(now, policy)
             events.append(f"CA rotation started: {describe(_cert(active))} nears expiry")
+        elif staged is None and policy.rotate_ca:
+            staged = _new_ca(now, policy)
+            events.append(f"CA rotation started: requested, replacing {describe(_cert(active))}")
+        elif policy.rotate_ca:
+            events.append("CA rotation requested: one is already under way, it continues")
         return active, staged
     if leaf_ok:
         if staged is None:

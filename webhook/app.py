@@ -1,30 +1,30 @@
-"""The HTTP shell: create_app(settings) builds the FastAPI app and the front that serves it.
+"""The HTTP shell: create_app(settings) builds the front uvicorn serves.
 
 POST /mutate is answered by a plain ASGI handler in front of FastAPI: the API server calls it for
 every Pod created, and it must not pay the framework's per-request machinery (middleware stack,
-routing, dependency solving, response classes). FastAPI serves everything else: /healthz,
-/readyz, /metrics and the OpenAPI description, which documents /mutate too.
+routing, dependency solving, response classes). The front also answers GET /healthz and the
+lifespan events. FastAPI (webhook.routes, built on first use) serves everything else: /readyz,
+/metrics and the OpenAPI description, which documents /mutate and /healthz too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-from webhook import __version__, errors, mutate, namespace_limits, openapi, settings as settings_mod
+from webhook import errors, limits, logs, mutate, settings as settings_mod
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
+
+if TYPE_CHECKING:  # imported by cli.namespace_watch only in a cluster: it pulls in urllib3
+    from webhook import namespace_limits
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +46,7 @@ class AppState:
     reloader: CertReloader | None = None
     namespaces: namespace_limits.NamespaceLimits | None = None
     in_flight: int = 0
+    draining: bool = False  # stopping: each answer closes its connection (see shutdown.py)
     config_digest: str = ""
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
@@ -100,15 +101,43 @@ async def _read_body(
         timer.cancel()
 
 
-class WebhookApp:
-    """The ASGI app uvicorn serves: /mutate is answered here, everything else by FastAPI."""
+_HEALTHZ = b'{"status":"ok"}'
+_HEALTHZ_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [(b"content-type", b"application/json"), (b"content-length", b"15")],
+}
+_HEALTHZ_BODY = {"type": "http.response.body", "body": _HEALTHZ}
 
-    def __init__(self, fastapi: FastAPI, state: AppState) -> None:
-        self.fastapi = fastapi
-        self.app: ASGIApp = fastapi
+
+class WebhookApp:
+    """The ASGI app uvicorn serves: /mutate and /healthz are answered here, the rest by FastAPI."""
+
+    def __init__(
+        self,
+        state: AppState,
+        build_routes: Callable[[], ASGIApp],
+        background: Callable[[], list[Coroutine[Any, Any, None]]] = list,
+        stop: Callable[[], None] = lambda: None,
+    ) -> None:
         self.state = state
-        self.namespace_limits = namespace_limits.lookup_for(state.namespaces)
+        self.decisions = logs.DecisionLog(log)
+        self._build_routes = build_routes
+        self._routes: ASGIApp | None = None
+        self._background = background
+        self._stop = stop
+        watcher = state.namespaces
+        self.namespace_limits: mutate.NamespaceLookup = (
+            watcher.get if watcher is not None else lambda _namespace: limits.EMPTY
+        )
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def routes(self) -> ASGIApp:
+        """The FastAPI app, built (and FastAPI imported) on first use."""
+        if self._routes is None:
+            self._routes = self._build_routes()
+        return self._routes
 
     def loop(self) -> asyncio.AbstractEventLoop:
         """The serving loop, looked up once (each lookup is a getpid() on Python 3.11)."""
@@ -117,12 +146,37 @@ class WebhookApp:
         return self._loop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] != "/mutate":
-            await self.app(scope, receive, send)
-            return
+        kind = scope["type"]
+        if kind == "http" and scope["path"] == "/mutate":
+            await self._mutate(scope, receive, send)
+        elif kind == "http" and scope["path"] == "/healthz" and scope["method"] == "GET":
+            await send(_HEALTHZ_START)
+            await send(_HEALTHZ_BODY)
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        else:
+            await self.routes(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self.state.tasks += [asyncio.create_task(c) for c in self._background()]
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                self._stop()
+                for task in self.state.tasks:
+                    task.cancel()
+                await asyncio.gather(*self.state.tasks, return_exceptions=True)
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _mutate(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         reply = await self._reply(scope, receive)
         extra = [(b"allow", b"POST")] if reply.status == 405 else []
+        if self.state.draining:
+            extra.append((b"connection", b"close"))
         await send(
             {
                 "type": "http.response.start",
@@ -181,8 +235,8 @@ class WebhookApp:
             state.in_flight -= 1
 
     def _record(self, outcome: mutate.Outcome, seconds: float) -> None:
-        self.state.metrics.observe(outcome.label, seconds, outcome.patch_bytes)
-        fields = {
+        self.state.metrics.observe(outcome.kind, outcome.reason, seconds, outcome.patch_bytes)
+        fields: dict[str, Any] = {
             "uid": outcome.uid,
             "namespace": outcome.namespace,
             "pod": outcome.pod,
@@ -203,7 +257,7 @@ class WebhookApp:
                 "admission failed", extra=fields, exc_info=(type(err), err, err.__traceback__)
             )
         else:
-            log.info("admission %s", outcome.label, extra=fields)
+            self.decisions.info(f"admission {outcome.label}", fields, self.loop())
 
 
 def _digest(path: Path | None) -> str:
@@ -219,11 +273,11 @@ def reload_config(state: AppState) -> bool:
             return False
         context = settings_mod.load_context(state.settings)
     except (OSError, errors.ConfigError) as exc:
-        state.metrics.config_reloads.labels(result="rejected").inc()
+        state.metrics.config_reloaded("rejected")
         server_log.error("config not reloaded, keeping the current one: %s", exc)
         return False
     state.context, state.config_digest = context, digest
-    state.metrics.config_reloads.labels(result="applied").inc()
+    state.metrics.config_reloaded("applied")
     server_log.info("config applied", extra={"config": str(path), "sha256": digest[:12]})
     return True
 
@@ -253,57 +307,50 @@ def create_app(
         config_digest=_digest(settings.config) if context is None else "",
     )
     if reloader is not None and reloader.current is not None:
-        metrics.cert_expiry.set(reloader.current.not_after.timestamp())
-    metrics.in_flight.set_function(lambda: state.in_flight)  # read at scrape time only
+        metrics.cert_expiry = reloader.current.not_after.timestamp()
+    metrics.in_flight = lambda: state.in_flight
 
-    @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        interval = settings.reload_interval
+    def background() -> list[Coroutine[Any, Any, None]]:
+        jobs = []
         if reloader is not None:
-            state.tasks.append(asyncio.create_task(reloader.watch(interval)))
+            jobs.append(reloader.watch(settings.reload_interval))
         if settings.config is not None and context is None:
-            state.tasks.append(asyncio.create_task(_watch_config(state)))
+            jobs.append(_watch_config(state))
         if namespaces is not None:
             namespaces.start()
-        yield
+        return jobs
+
+    def stop() -> None:
         if namespaces is not None:
             namespaces.stop()
-        for task in state.tasks:
-            task.cancel()
-        await asyncio.gather(*state.tasks, return_exceptions=True)
 
-    app = FastAPI(title="envoy-injector", version=__version__, lifespan=lifespan)
+    def build_routes() -> ASGIApp:
+        from webhook import routes
 
-    @app.get("/healthz", summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+        return routes.build(
+            not_ready=lambda: _not_ready(reloader, namespaces),
+            metrics=metrics,
+            max_body_bytes=settings.max_body_bytes,
+        )
 
-    @app.get(
-        "/readyz",
-        summary="A valid serving certificate is loaded, and the namespaces' limits are known",
-        responses={503: {"description": "no valid certificate, or limits not listed yet"}},
-    )
-    async def readyz(response: Response) -> dict[str, str]:
-        if reloader is not None and not reloader.ready:
-            response.status_code = 503
-            return {"status": "no valid serving certificate loaded"}
-        if namespaces is not None and not namespaces.ready:
-            response.status_code = 503
-            return {"status": "LimitRanges and ResourceQuotas not listed yet"}
-        return {"status": "ready"}
+    return WebhookApp(state, build_routes, background, stop)
 
-    @app.get("/metrics", summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.openapi = openapi.builder(app, max_body_bytes=settings.max_body_bytes)  # type: ignore[method-assign]  # adds /mutate
-    return WebhookApp(app, state)
+def _not_ready(
+    reloader: CertReloader | None, namespaces: namespace_limits.NamespaceLimits | None
+) -> str | None:
+    """Why the Pod must not get reviews yet (the /readyz answer), or None when it may."""
+    if reloader is not None and not reloader.ready:
+        return "no valid serving certificate loaded"
+    if namespaces is not None and not namespaces.ready:
+        return "LimitRanges and ResourceQuotas not listed yet"
+    return None
 
 
 def on_cert_change(metrics: Metrics) -> Callable[[Loaded], None]:
     """The reloader's hook: export the new certificate's expiry."""
 
     def record(loaded: Loaded) -> None:
-        metrics.cert_expiry.set(loaded.not_after.timestamp())
+        metrics.cert_expiry = loaded.not_after.timestamp()
 
     return record

@@ -1,4 +1,5 @@
-"""envoy-injector: serve | inject | certs | controller. Thin: parse flags, call the library."""
+"""envoy-injector: serve | inject | policy | certs | controller. Thin: parse flags, call the
+library."""
 
 from __future__ import annotations
 
@@ -7,17 +8,29 @@ import dataclasses
 import datetime
 import logging
 import os
+import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 import yaml
 
-from webhook import __version__, errors, logs, mutate, patch, settings as settings_mod, workloads
+from webhook import (
+    __version__,
+    check_command,
+    errors,
+    logs,
+    mutate,
+    patch,
+    settings as settings_mod,
+    workloads,
+)
 from webhook.settings import Settings
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from webhook.namespace_limits import NamespaceLimits
 
 server_log = logging.getLogger("envoy_injector.server")
@@ -56,12 +69,50 @@ def _inject_parser(sub: Any) -> None:
     p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
 
 
+def _uninject_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "uninject", help="take the injected sidecar back out of Pods and workloads, print YAML"
+    )
+    p.add_argument("-f", "--filename", required=True, help="YAML file, or - for stdin")
+
+
+def _policy_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "policy",
+        help="print the admission policies that inject the sidecar without a webhook "
+        "(Kubernetes >= 1.36)",
+    )
+    p.add_argument("--config", type=Path, help="the injector's config file (defaults and policy)")
+    p.add_argument("-o", "--output-dir", type=Path, help=f"write {POLICY_FILE} there")
+
+
+POLICY_FILE = "admission-policies.yaml"
+
+
+def policy_command(args: argparse.Namespace, out: TextIO) -> int:
+    from webhook import policies
+
+    config_text = args.config.read_text(encoding="utf-8") if args.config else None
+    context = settings_mod.context_from_config(config_text, own_namespace=Settings().namespace)
+    docs = policies.render(context.defaults, context.policy, context.excluded_namespaces)
+    text = policies.dump(docs)
+    if args.output_dir is None:
+        out.write(text)
+        return 0
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    (args.output_dir / POLICY_FILE).write_text(text, encoding="utf-8")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="envoy-injector", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _inject_parser(sub)
+    _uninject_parser(sub)
+    check_command.add_parser(sub)
+    _policy_parser(sub)
     sub.add_parser(
         "certs", help="issue/rotate the TLS certificate (see: certs --help)", add_help=False
     )
@@ -91,6 +142,39 @@ def issue_dev_certs(directory: Path) -> tuple[Path, Path, Path]:
     return paths
 
 
+def uvicorn_config(
+    app: Any, *, host: str, port: int, ssl_context: Callable[[], ssl.SSLContext]
+) -> uvicorn.Config:
+    """How the webhook is served; the benchmark's baselines are served the same way."""
+    import uvicorn
+
+    from webhook.protocol import GatheringHttpToolsProtocol
+
+    # One worker process per Pod, on purpose: a review costs well under a millisecond of CPU, so
+    # one event loop serves far more than a cluster's Pod creation rate; more capacity and
+    # availability come from replicas (2 by default, spread over nodes), which also keeps the
+    # in-flight limit, metrics and config reloads per process simple and the memory small.
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop",
+        http=GatheringHttpToolsProtocol,  # httptools, each reply in one TLS record
+        ssl_context_factory=lambda _config, _default: ssl_context(),
+        # kube-apiserver keeps idle webhook connections for ~90 s; closing them earlier makes it
+        # reuse a connection we just closed, which shows up as intermittent EOF errors.
+        timeout_keep_alive=120,
+        timeout_graceful_shutdown=20,  # within the Pod's terminationGracePeriodSeconds (30)
+        # The API server calls the webhook directly and sends no X-Forwarded-* headers; the
+        # middleware that reads them would wrap every request for nothing.
+        proxy_headers=False,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+    )
+
+
 def namespace_watch(settings: Settings) -> NamespaceLimits | None:
     """The LimitRange/ResourceQuota watch, from the Pod's ServiceAccount or --kubeconfig."""
     from kubeapi import client as kubeapi, credentials
@@ -113,10 +197,10 @@ def namespace_watch(settings: Settings) -> NamespaceLimits | None:
 
 
 def serve(settings: Settings, out: TextIO) -> int:
-    import uvicorn
 
     from webhook.app import create_app, on_cert_change
     from webhook.metrics import create_metrics
+    from webhook.shutdown import DrainingServer
     from webhook.tls import CertReloader
 
     logs.configure(settings.log_format, settings.log_level)
@@ -145,27 +229,17 @@ def serve(settings: Settings, out: TextIO) -> int:
         "starting",
         extra={"version": __version__, "port": settings.port, "config": str(settings.config)},
     )
-    # One worker process per Pod, on purpose: a review costs well under a millisecond of CPU, so
-    # one event loop serves far more than a cluster's Pod creation rate; more capacity and
-    # availability come from replicas (2 by default, spread over nodes), which also keeps the
-    # in-flight limit, metrics and config reloads per process simple and the memory small.
-    config = uvicorn.Config(
+    config = uvicorn_config(
         app,
         host=settings.host,
         port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        ssl_context_factory=lambda _config, _default: reloader.listening_context(),
-        # kube-apiserver keeps idle webhook connections for ~90 s; closing them earlier makes it
-        # reuse a connection we just closed, which shows up as intermittent EOF errors.
-        timeout_keep_alive=120,
-        timeout_graceful_shutdown=20,  # within the Pod's terminationGracePeriodSeconds (30)
-        log_config=None,
-        access_log=False,
-        server_header=False,
-        lifespan="on",
+        ssl_context=reloader.listening_context,
     )
-    uvicorn.Server(config).run()
+
+    def drain() -> None:
+        app.state.draining = True
+
+    DrainingServer(config, drain_seconds=settings.drain_seconds, on_drain=drain).run()
     return 0
 
 
@@ -175,24 +249,12 @@ def _read(source: str) -> str:
     return Path(source).read_text(encoding="utf-8")
 
 
-def _describe(index: int, doc: Any) -> str:
-    kind = doc.get("kind", "?") if isinstance(doc, dict) else type(doc).__name__
-    name = ""
-    if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
-        name = f" {doc['metadata'].get('name', '')}".rstrip()
-    return f"document {index} ({kind}{name})"
-
-
 def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[list[Any], int]:
     """Inject into every pod template of every YAML document; returns (documents, failures)."""
     out: list[Any] = []
     failures = 0
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        print(f"error: invalid YAML{where}: {exc}", file=err)
+    docs = workloads.load_documents(text, err)
+    if docs is None:
         return [], 1
     for index, original in enumerate(docs, start=1):
         if original is None:
@@ -201,7 +263,8 @@ def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[l
         try:
             for template in workloads.templates(doc):
                 result = mutate.plan_template(template, context)
-                where = f"{_describe(index, doc)} {patch.pointer(*template.path) or '/'}"
+                pointer = patch.pointer(*template.path) or "/"
+                where = f"{workloads.describe(index, doc)} {pointer}"
                 for warning in result.warnings:
                     print(f"warning: {where}: {warning}", file=err)
                 if result.ops:
@@ -210,7 +273,7 @@ def inject_documents(text: str, context: mutate.Context, err: TextIO) -> tuple[l
                 else:
                     print(f"{where}: skipped ({result.decision.reason})", file=err)
         except errors.PodRejected as exc:
-            print(f"error: {_describe(index, doc)}: {exc}", file=err)
+            print(f"error: {workloads.describe(index, doc)}: {exc}", file=err)
             failures += 1
         out.append(doc)
     return out, failures
@@ -241,6 +304,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             overrides = {k: v for k, v in vars(args).items() if k in Settings.__dataclass_fields__}
             return serve(Settings.from_env(os.environ, **overrides), sys.stdout)
+        if args.command == "check":
+            return check_command.check_command(args, sys.stdout, sys.stderr)
+        if args.command == "uninject":
+            from webhook.uninject_command import uninject_command
+
+            return uninject_command(_read(args.filename), sys.stdout, sys.stderr)
+        if args.command == "policy":
+            return policy_command(args, sys.stdout)
         return inject_command(args, sys.stdout, sys.stderr)
     except (errors.InjectorError, OSError) as exc:
         print(f"envoy-injector: error: {exc}", file=sys.stderr)  # noqa: T201 - caught once here

@@ -15,7 +15,9 @@
     │   ├── PortClash        an app container already declares a port the sidecar listens on (400)
     │   └── ResourcesDoNotFit  the namespace's LimitRange or ResourceQuota, or the Pod's own
     │                        resources, leave the sidecar no room the Pod did not forbid (400)
-    └── ConfigError          the operator's configuration file is invalid (start-up or reload)
+    ├── ConfigError          the operator's configuration file is invalid (start-up or reload)
+    ├── StatusMismatch       uninject: the status annotation disagrees with the Pod's spec
+    └── InvalidSelector      a label selector the API server would refuse
 
 Anything else raised while handling a request is our bug: HTTP 500, so the webhook's
 failurePolicy decides what the cluster does.
@@ -109,3 +111,12 @@ class MalformedObject(PodRejected):
     the API server decodes Pods into typed structs before calling webhooks)."""
 
     reason = "malformed_object"
+
+
+class StatusMismatch(InjectorError):
+    """The status annotation records a sidecar the Pod's spec does not have (or not as recorded),
+    so removing "exactly what was injected" is not possible without guessing."""
+
+
+class InvalidSelector(InjectorError):
+    """A label selector that the API server would refuse (unknown operator, misplaced values)."""

@@ -300,6 +300,35 @@ def _check_quotas(work: _Work, pod: Mapping[str, Any], namespace: Namespace) -> 
                 )
 
 
+def _check_container_ranges(work: _Work, ranges: Sequence[Mapping[str, Any]]) -> None:
+    """After the Pod-level fit (which may have lowered a request or a limit), the per-container
+    rules must still hold; where both cannot, the Pod is refused naming both."""
+    for owner, item in _container_items(ranges, "Container"):
+        where = f'the LimitRange "{owner}"'
+        for resource, text in (item.get("min") or {}).items():
+            floor, request = _q(text), work.value(str(resource), "request")
+            if floor is not None and request is not None and request < floor:
+                left = work.get(resource, "request")
+                work.problems.append(
+                    f"{where} needs a {resource} request of at least {text} per container, but "
+                    f"the Pod's spec.resources leave the sidecar only {left}"
+                )
+        for resource, text in (item.get("maxLimitRequestRatio") or {}).items():
+            ratio = _q(text)
+            request, limit = work.value(resource, "request"), work.value(resource, "limit")
+            if (
+                ratio
+                and request is not None
+                and limit is not None
+                and (request == 0 or limit / request > ratio)
+            ):
+                work.problems.append(
+                    f"{where} allows a {resource} limit at most {text} times the request, but "
+                    f"the Pod's spec.resources leave the sidecar a request of "
+                    f"{work.get(resource, 'request')} for a limit of {work.get(resource, 'limit')}"
+                )
+
+
 def _check_floors(work: _Work) -> None:
     for resource, floor in FLOORS.items():
         limit = work.value(resource, "limit")
@@ -340,6 +369,7 @@ def fit(
     _fit_pod_ranges(work, pod, namespace.limit_ranges)
     _fit_pod_level(work, pod)
     _check_floors(work)
+    _check_container_ranges(work, namespace.limit_ranges)
     if not work.problems:
         _check_quotas(work, pod, namespace)
     if work.problems:

@@ -1,10 +1,12 @@
 """Logging set-up: one JSON object per line (for log pipelines) or plain text (for humans).
 
-Structured fields travel in ``extra=`` and become top-level keys of the JSON line.
+Structured fields travel in ``extra=`` and become top-level keys of the JSON line. Decision
+lines, one per admission review, take a shorter road to the same handler (``DecisionLog``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -22,11 +24,14 @@ def _fields(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in record.__dict__.items() if k not in _STANDARD}
 
 
+def _timestamp(created: float, msecs: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created)) + f".{int(msecs):03d}Z"
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": _timestamp(record.created, record.msecs),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),
@@ -59,3 +64,93 @@ def configure(log_format: str, level: str = "info", stream: TextIO | None = None
         logger.propagate = False
     # Access logs would duplicate the decision line, which carries more.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def _only_handler(logger: logging.Logger) -> logging.Handler | None:
+    """The one handler a record of ``logger`` would reach (as Logger.callHandlers walks), if one."""
+    found: list[logging.Handler] = []
+    current: logging.Logger | None = logger
+    while current is not None:
+        found += current.handlers
+        if not current.propagate:
+            break
+        current = current.parent
+    return found[0] if len(found) == 1 else None
+
+
+class DecisionLog:
+    """Writes the one-per-review decision line for ``logger``.
+
+    With the JSON format and the one stream handler ``configure`` installs, the line is the
+    same JSON object the handler would write, built without a LogRecord, caller lookup or
+    formatter (about 15 µs a line through logging). It goes into the stream's byte buffer, and
+    the buffer is flushed once the event loop has run the current batch of callbacks: under
+    load one write() carries many lines, while a lone line still leaves within the same loop
+    iteration. Any other set-up (text format, other handlers, filters) takes the logging path.
+    """
+
+    def __init__(self, logger: logging.Logger) -> None:
+        self.logger = logger
+        self._second = -1
+        self._prefix = ""
+        self._flush_pending = False
+
+    def _time(self, now: float) -> str:
+        second = int(now)
+        if second != self._second:  # strftime once a second, not once a line
+            self._second = second
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._prefix}.{int((now - second) * 1000):03d}Z"
+
+    def info(
+        self, message: str, fields: dict[str, Any], loop: asyncio.AbstractEventLoop | None
+    ) -> None:
+        logger = self.logger
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        handler = _only_handler(logger)
+        if (
+            type(handler) is not logging.StreamHandler
+            or type(handler.formatter) is not JSONFormatter
+            or handler.filters
+            or handler.level > logging.INFO
+            or logger.filters
+        ):
+            logger.info(message, extra=fields)
+            return
+        line = orjson.dumps(
+            {
+                "time": self._time(time.time()),
+                "level": "info",
+                "logger": logger.name,
+                "message": message,
+                **fields,
+            },
+            default=str,
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
+        stream = handler.stream
+        raw = getattr(stream, "buffer", None)
+        handler.acquire()
+        try:
+            if raw is None:
+                stream.write(line.decode())
+                stream.flush()
+            elif loop is None:
+                raw.write(line)
+                raw.flush()
+            else:
+                raw.write(line)
+                if not self._flush_pending:
+                    self._flush_pending = True
+                    loop.call_soon(self._flush, handler)
+        finally:
+            handler.release()
+
+    def _flush(self, handler: logging.StreamHandler[TextIO]) -> None:
+        self._flush_pending = False
+        handler.acquire()
+        try:
+            handler.stream.buffer.flush()
+        finally:
+            handler.release()

@@ -174,10 +174,17 @@ def review(body: bytes, ctx: Context, *, namespace_limits: NamespaceLookup = _no
         return _internal_error(exc, uid=request.uid, namespace=request.namespace)
 
 
-def plan_template(template: workloads.Template, ctx: Context) -> inject.Plan:
-    """The webhook's decision for a pod template found offline (the CLI's path).
+def plan_template(
+    template: workloads.Template,
+    ctx: Context,
+    *,
+    namespace_limits: limits.Namespace = limits.EMPTY,
+) -> inject.Plan:
+    """The webhook's decision for a pod template found offline (the CLI's path, and `check`).
 
     The namespace and the Job-ness come from the workload; ops are relative to the document.
+    ``namespace_limits`` are the namespace's LimitRanges and quotas when known (`check` reads
+    them; `inject -f` has no cluster).
     """
     return inject.plan(
         template.pod,
@@ -188,6 +195,7 @@ def plan_template(template: workloads.Template, ctx: Context) -> inject.Plan:
         prefix=template.path,
         fallback_cluster=template.name,
         job=template.kind in ("Job", "CronJob"),
+        namespace_limits=namespace_limits,
     )
 
 

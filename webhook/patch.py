@@ -8,6 +8,7 @@ single op, never replace an existing member and know nothing of Kubernetes.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NotRequired, TypedDict
 
@@ -38,6 +39,7 @@ def unescape(token: str) -> str:
     return token.replace("~1", "/").replace("~0", "~")
 
 
+@functools.lru_cache(maxsize=4096, typed=True)  # the same few paths, for every review
 def pointer(*tokens: str | int) -> str:
     """The JSON pointer for a path of object keys and array indices; pointer() is the root."""
     return "".join("/" + escape(str(t)) for t in tokens)

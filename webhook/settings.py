@@ -47,6 +47,9 @@ class Settings:
     max_in_flight: int = 64  # beyond this, answer 503 at once instead of queueing
     body_timeout: float = 10.0  # seconds to receive a whole body; the API server allows 30 at most
     reload_interval: float = 10.0  # seconds between checks of the cert and config files
+    # On SIGTERM, keep serving this long, each answer closing its connection, before stopping:
+    # the API server then moves to the other replica without losing a review in flight.
+    drain_seconds: float = 3.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], **overrides: Any) -> Self:

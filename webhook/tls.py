@@ -18,8 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography import x509
-
 log = logging.getLogger("envoy_injector.tls")
 
 
@@ -39,6 +37,64 @@ class Loaded:
     digest: str
     serial: int
     not_after: datetime.datetime
+
+
+def _element(der: bytes, at: int) -> tuple[int, int, int]:
+    """The DER element at ``at``: (tag, start of its content, end of its content)."""
+    tag, length = der[at], der[at + 1]
+    at += 2
+    if length & 0x80:  # long form: the next (length & 0x7F) bytes are the length
+        count = length & 0x7F
+        length = int.from_bytes(der[at : at + count], "big")
+        at += count
+    if at + length > len(der):
+        raise ValueError("truncated DER")
+    return tag, at, at + length
+
+
+def _time(tag: int, text: str) -> datetime.datetime:
+    if tag == 0x17:  # UTCTime, YYMMDDHHMMSSZ: RFC 5280 reads YY >= 50 as 19YY
+        year = int(text[:2])
+        text = f"{1900 + year if year >= 50 else 2000 + year}{text[2:]}"
+    elif tag != 0x18:  # GeneralizedTime, YYYYMMDDHHMMSSZ
+        raise ValueError("the validity is not a UTCTime or GeneralizedTime")
+    parsed = datetime.datetime.strptime(text, "%Y%m%d%H%M%SZ")
+    return parsed.replace(tzinfo=datetime.UTC)
+
+
+def serial_and_expiry(pem: bytes) -> tuple[int, datetime.datetime]:
+    """The serial number and notAfter of the first certificate in ``pem``.
+
+    Read from the DER with the ``ssl`` module and a few lines here, so that serving does not
+    import ``cryptography`` (tens of ms at start-up and about 9 MiB) for two fields.
+    Raises ValueError when it is not a certificate.
+    """
+    text = pem.decode("ascii", errors="replace")
+    begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
+    start = text.find(begin)
+    stop = text.find(end, start)
+    if start < 0 or stop < 0:
+        raise ValueError("no PEM certificate found")
+    try:
+        der = ssl.PEM_cert_to_DER_cert(text[start : stop + len(end)])
+        _, cert, _ = _element(der, 0)  # Certificate ::= SEQUENCE { tbsCertificate, ... }
+        _, at, _ = _element(der, cert)  # TBSCertificate ::= SEQUENCE {
+        tag, _, after = _element(der, at)
+        if tag == 0xA0:  # [0] version, absent in v1 certificates
+            at = after
+        tag, start_serial, at = _element(der, at)  # serialNumber INTEGER
+        if tag != 0x02:
+            raise ValueError("no serial number")
+        serial = int.from_bytes(der[start_serial:at], "big", signed=True)
+        for _ in range(2):  # signature AlgorithmIdentifier, issuer Name
+            at = _element(der, at)[2]
+        tag, at, _ = _element(der, at)  # validity SEQUENCE { notBefore, notAfter }
+        at = _element(der, at)[2]
+        tag, start_time, stop_time = _element(der, at)
+        not_after = _time(tag, der[start_time:stop_time].decode("ascii"))
+    except (IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not a DER certificate: {exc}") from None
+    return serial, not_after
 
 
 def _digest(cert: Path, key: Path) -> str:
@@ -72,8 +128,8 @@ class CertReloader:
     def _load(self) -> Loaded:
         digest = _digest(self.cert, self.key)
         context = server_context(self.cert, self.key)  # proves the pair parses and matches
-        leaf = x509.load_pem_x509_certificate(self.cert.read_bytes())
-        return Loaded(context, digest, leaf.serial_number, leaf.not_valid_after_utc)
+        serial, not_after = serial_and_expiry(self.cert.read_bytes())
+        return Loaded(context, digest, serial, not_after)
 
     def check(self) -> bool:
         """Reload if the files' content changed and the new pair is good; True on a swap."""

@@ -6,7 +6,9 @@ template's location becomes the patch prefix.
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TextIO
+
+import yaml
 
 from webhook import errors
 
@@ -70,3 +72,23 @@ def templates(doc: Any, *, path: Path = ()) -> Iterator[Template]:
         name=str(meta.get("name") or ""),
         namespace=str(meta.get("namespace") or ""),
     )
+
+
+def describe(index: int, doc: Any) -> str:
+    """How messages name a document of a YAML stream: its 1-based position, kind and name."""
+    kind = doc.get("kind", "?") if isinstance(doc, dict) else type(doc).__name__
+    name = ""
+    if isinstance(doc, dict) and isinstance(doc.get("metadata"), dict):
+        name = f" {doc['metadata'].get('name', '')}".rstrip()
+    return f"document {index} ({kind}{name})"
+
+
+def load_documents(text: str, err: TextIO) -> list[Any] | None:
+    """Every document of a YAML stream; None after telling ``err`` where the YAML is broken."""
+    try:
+        return list(yaml.safe_load_all(text))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        print(f"error: invalid YAML{where}: {exc}", file=err)
+        return None

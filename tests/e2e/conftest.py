@@ -56,10 +56,12 @@ class Injector:
     cluster: Path  # the control plane's directory (its record)
 
     @contextlib.contextmanager
-    def webhook(self, *, env: dict[str, str] | None = None) -> Iterator[server.Server]:
+    def webhook(
+        self, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+    ) -> Iterator[server.Server]:
         """`envoy-injector serve` on <host>:443 with the certificate the cert job issued."""
         with server.running_server(
-            self.tmp, files=self.tls, host=self.host, port=443, env=env
+            self.tmp, files=self.tls, host=self.host, port=443, env=env, args=args
         ) as running:
             # A killed test run leaves no webhook behind: the next run's sweep stops it.
             record.Record(self.cluster).adopt("webhook", running.process.pid, stop_timeout=5)

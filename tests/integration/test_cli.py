@@ -91,3 +91,25 @@ def test_version_prints_the_package_version() -> None:
     result = run("--version")
     assert result.returncode == 0
     assert result.stdout.strip() == "0.1.0"
+
+
+def test_uninject_reverses_inject_through_the_console_script() -> None:
+    source = (CASES / "deployment-typical.yaml").read_text()
+    injected = run("inject", "-f", "-", stdin=source)
+    assert injected.returncode == 0, injected.stderr
+    result = run("uninject", "-f", "-", stdin=injected.stdout)
+    assert result.returncode == 0, result.stderr
+    assert list(yaml.safe_load_all(result.stdout)) == list(yaml.safe_load_all(source))
+    assert "document 1 (Deployment checkout) /spec/template: sidecar removed" in result.stderr
+    untouched = run("uninject", "-f", str(CASES / "deployment-typical.yaml"))
+    assert (untouched.returncode, untouched.stdout) == (0, source)
+
+
+def test_uninject_refuses_a_hand_edited_sidecar_with_exit_1() -> None:
+    injected = yaml.safe_load(run("inject", "-f", str(CASES / "pod-minimal.yaml")).stdout)
+    injected["spec"]["volumes"] = []
+    result = run("uninject", "-f", "-", stdin=yaml.safe_dump(injected))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "error: document 1 (Pod " in result.stderr
+    assert "records volumes envoy-config-volume but spec.volumes has none" in result.stderr

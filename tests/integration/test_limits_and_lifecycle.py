@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
 
 from tests.support.pods import body, make_pod, make_review
 from tests.support.server import SERVICE_NAME, Server, client_context, running_server
@@ -142,7 +144,7 @@ def test_over_the_in_flight_limit_the_answer_is_503_at_once(server: Server) -> N
             assert elapsed < 1
             assert server.get(client, "/healthz").status_code == 200  # only /mutate is limited
             metrics = server.get(client, "/metrics").text
-            assert 'envoy_injector_admission_requests_total{outcome="overloaded"} 1.0' in metrics
+            assert _count(metrics, "overloaded", "") == 1
     finally:
         for tls in stalled:
             tls.sendall(PAYLOAD[10:])
@@ -150,41 +152,75 @@ def test_over_the_in_flight_limit_the_answer_is_503_at_once(server: Server) -> N
             tls.close()
 
 
-def _count(metrics: str, outcome: str) -> float:
-    prefix = f'envoy_injector_admission_requests_total{{outcome="{outcome}"}} '
-    for line in metrics.splitlines():
-        if line.startswith(prefix):
-            return float(line[len(prefix) :])
+def _samples(metrics: str, name: str) -> list[Sample]:
+    return [
+        sample
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == name
+    ]
+
+
+def _count(metrics: str, outcome: str, reason: str) -> float:
+    """The admission counter for one (outcome, reason); 0 before the first such review."""
+    for sample in _samples(metrics, "envoy_injector_admission_requests_total"):
+        assert set(sample.labels) == {"outcome", "reason"}, sample
+        if sample.labels == {"outcome": outcome, "reason": reason}:
+            return sample.value
     return 0.0
 
 
 @pytest.mark.parametrize(
-    ("review", "outcome"),
+    ("review", "outcome", "reason"),
     [
-        (make_review(make_pod()), "injected"),
-        (make_review(make_pod(hostNetwork=True)), "skipped:host_network"),
-        (make_review(make_pod(labels={"envoy-inject": "disabled"})), "skipped:label_disabled"),
-        (make_review(make_pod(), operation="UPDATE"), "skipped:not_pod_create"),
+        (make_review(make_pod()), "injected", ""),
+        (make_review(make_pod(hostNetwork=True)), "skipped", "host_network"),
+        (make_review(make_pod(labels={"envoy-inject": "disabled"})), "skipped", "label_disabled"),
+        (make_review(make_pod(), operation="UPDATE"), "skipped", "not_pod_create"),
         (
             make_review(make_pod(annotations={"envoy-inject.io/log-level": "loud"})),
-            "rejected:invalid_annotation",
+            "rejected",
+            "invalid_annotation",
         ),
         (
             make_review(make_pod(annotations={"envoy-inject.io/image": "evil.example/e:1"})),
-            "rejected:policy_violation",
+            "rejected",
+            "policy_violation",
         ),
-        ({"kind": "Nope"}, "invalid:ReviewError"),
+        ({"kind": "Nope"}, "invalid", "ReviewError"),
     ],
     ids=["injected", "host-network", "label", "update", "annotation", "policy", "invalid"],
 )
 def test_each_outcome_moves_its_own_counter_by_one(
-    server: Server, review: dict[str, object], outcome: str
+    server: Server, review: dict[str, object], outcome: str, reason: str
 ) -> None:
     with server.client() as client:
-        before = _count(server.get(client, "/metrics").text, outcome)
+        before = server.get(client, "/metrics").text
         server.post(client, "/mutate", content=json.dumps(review).encode(), headers=JSON)
-        after = _count(server.get(client, "/metrics").text, outcome)
-    assert after - before == 1
+        after = server.get(client, "/metrics").text
+    assert _count(after, outcome, reason) - _count(before, outcome, reason) == 1
+    total = "envoy_injector_admission_duration_seconds_count"
+    assert _samples(after, total)[0].value - _samples(before, total)[0].value == 1
+
+
+def test_outcome_and_reason_are_separate_labels_so_rejections_sum_by_outcome(
+    server: Server,
+) -> None:
+    rejections = [
+        make_review(make_pod(annotations={"envoy-inject.io/log-level": "loud"})),
+        make_review(make_pod(annotations={"envoy-inject.io/image": "evil.example/e:1"})),
+    ]
+    with server.client() as client:
+        for review in rejections:
+            server.post(client, "/mutate", content=json.dumps(review).encode(), headers=JSON)
+        metrics = server.get(client, "/metrics").text
+    samples = _samples(metrics, "envoy_injector_admission_requests_total")
+    rejected = [s for s in samples if s.labels["outcome"] == "rejected"]
+    # What `sum by (outcome)` sees: one outcome, each reason its own series.
+    assert {s.labels["reason"] for s in rejected} >= {"invalid_annotation", "policy_violation"}
+    assert sum(s.value for s in rejected) >= 2
+    outcomes = {"injected", "skipped", "rejected", "invalid", "overloaded", "error"}
+    assert {s.labels["outcome"] for s in samples} <= outcomes
 
 
 def test_sigterm_during_a_burst_answers_every_request_sent_before_it(tmp_path: Path) -> None:
@@ -228,6 +264,30 @@ def test_sigterm_during_a_burst_answers_every_request_sent_before_it(tmp_path: P
     assert all(before), (
         f"{before.count(False)} of {len(before)} requests sent before SIGTERM failed"
     )
+
+
+def test_after_sigterm_an_idle_keep_alive_connection_is_still_answered_then_closed(
+    tmp_path: Path,
+) -> None:
+    """kube-apiserver may write its next review on an idle connection just as we stop: that
+    review is answered, with Connection: close, and only then is the connection closed."""
+    with running_server(tmp_path, env={"ENVOY_INJECTOR_DRAIN_SECONDS": "3"}) as server:
+        tls = _tls(server)
+        with tls:
+            tls.sendall(_head(len(PAYLOAD)) + PAYLOAD)
+            assert _read_response(tls)[0] == 200  # now idle, kept alive
+            server.process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)  # the server is stopping; the connection is still open
+            tls.sendall(_head(len(PAYLOAD)) + PAYLOAD)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = tls.recv(65536)
+                assert chunk, f"closed under a review: {head!r}"
+                head += chunk
+            assert head.startswith(b"HTTP/1.1 200")
+            assert b"connection: close" in head.lower()
+        assert server.process.wait(timeout=25) in (0, -signal.SIGTERM)
+    assert "draining" in server.log_text()
 
 
 def test_a_config_change_is_applied_and_a_bad_one_is_refused_keeping_the_last(

@@ -106,7 +106,8 @@ def test_health_readiness_and_metrics_answer(server: Server, client: httpx.Clien
     assert server.get(client, "/readyz").json() == {"status": "ready"}
     server.post(client, "/mutate", content=body(make_review(make_pod())), headers=JSON)
     metrics = server.get(client, "/metrics").text
-    assert 'envoy_injector_admission_requests_total{outcome="injected"}' in metrics
+    assert 'envoy_injector_admission_requests_total{outcome="injected",reason=""} ' in metrics
+    assert "envoy_injector_patch_bytes_bucket{le=" in metrics
     assert "envoy_injector_certificate_expiry_timestamp_seconds" in metrics
     assert "process_resident_memory_bytes" in metrics
 

@@ -6,15 +6,17 @@ and selectors are behaviour, so each field the API server acts on is pinned here
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Final
 
 import pytest
 
-from tests.manifests import documents
+from tests.manifests import documents, webhook_safety
 from tests.manifests.documents import INJECTOR, Object
+from tests.manifests.webhook_safety import SYSTEM_NAMESPACES, namespace_labels, selects
 
 INJECTOR_OBJECTS: Final = documents.objects(INJECTOR)
-SYSTEM_NAMESPACES: Final = ["kube-system", "kube-public", "kube-node-lease"]
+NAMESPACE_CASES: Final = webhook_safety.namespace_cases("envoy-injector")
 
 
 def configuration() -> Object:
@@ -27,36 +29,6 @@ def webhook() -> Object:
     return webhooks[0]
 
 
-def requirement_matches(requirement: Object, labels: dict[str, str]) -> bool:
-    """One label-selector requirement, evaluated as the API server does."""
-    operator, label = requirement["operator"], requirement["key"]
-    values = requirement.get("values", [])
-    if operator == "In":
-        return label in labels and labels[label] in values
-    if operator == "NotIn":
-        return label not in labels or labels[label] not in values
-    if operator == "Exists":
-        return label in labels
-    if operator == "DoesNotExist":
-        return label not in labels
-    raise AssertionError(f"unknown selector operator {operator}")
-
-
-def selects(selector: Object, labels: dict[str, str]) -> bool:
-    match_labels: dict[str, str] = selector.get("matchLabels", {})
-    return all(labels.get(k) == v for k, v in match_labels.items()) and all(
-        requirement_matches(r, labels) for r in selector.get("matchExpressions", [])
-    )
-
-
-def namespace_labels(name: str, labels: dict[str, str] | None = None) -> dict[str, str]:
-    """A namespace's labels, including the one the API server sets on every namespace."""
-    return {"kubernetes.io/metadata.name": name, **(labels or {})}
-
-
-OPTED_IN: Final = {"envoy-inject": "enabled"}
-
-
 def test_there_is_one_webhook_named_for_the_sidecar() -> None:
     assert webhook()["name"] == "sidecar.envoy-inject.io"
 
@@ -66,10 +38,10 @@ def test_there_is_one_webhook_named_for_the_sidecar() -> None:
     [
         ("admissionReviewVersions", ["v1"]),
         ("sideEffects", "None"),
-        ("reinvocationPolicy", "IfNeeded"),
+        ("reinvocationPolicy", "Never"),
         ("failurePolicy", "Fail"),
     ],
-    ids=["review-v1-only", "no-side-effects", "reinvoked-if-needed", "fails-closed"],
+    ids=["review-v1-only", "no-side-effects", "called-once", "fails-closed"],
 )
 def test_webhook_field_has_the_documented_value(field: str, expected: Any) -> None:
     assert webhook()[field] == expected
@@ -131,23 +103,8 @@ def test_object_selector_lets_a_pod_opt_out_with_a_label() -> None:
 
 @pytest.mark.parametrize(
     ("labels", "called"),
-    [
-        (namespace_labels("shop", OPTED_IN), True),
-        (namespace_labels("shop"), False),
-        (namespace_labels("shop", {"envoy-inject": "disabled"}), False),
-        (namespace_labels("shop", {"envoy-inject": "true"}), False),
-        *[
-            (namespace_labels(name, OPTED_IN), False)
-            for name in [*SYSTEM_NAMESPACES, "envoy-injector"]
-        ],
-    ],
-    ids=[
-        "labelled-namespace",
-        "unlabelled-namespace",
-        "namespace-labelled-disabled",
-        "namespace-labelled-with-another-value",
-        *[f"{name}-even-if-labelled" for name in [*SYSTEM_NAMESPACES, "envoy-injector"]],
-    ],
+    [(labels, called) for _, labels, called in NAMESPACE_CASES],
+    ids=[case for case, _, _ in NAMESPACE_CASES],
 )
 def test_namespace_selector_decides_which_namespaces_are_mutated(
     labels: dict[str, str], called: bool
@@ -157,13 +114,8 @@ def test_namespace_selector_decides_which_namespaces_are_mutated(
 
 @pytest.mark.parametrize(
     ("labels", "called"),
-    [
-        ({}, True),
-        ({"app": "shop"}, True),
-        ({"envoy-inject": "enabled"}, True),
-        ({"envoy-inject": "disabled"}, False),
-    ],
-    ids=["no-labels", "other-labels", "labelled-enabled", "labelled-disabled"],
+    [(labels, called) for _, labels, called in webhook_safety.OBJECT_CASES],
+    ids=[case for case, _, _ in webhook_safety.OBJECT_CASES],
 )
 def test_object_selector_skips_only_pods_labelled_disabled(
     labels: dict[str, str], called: bool
@@ -176,6 +128,32 @@ def test_injector_namespace_does_not_opt_in_to_injection() -> None:
     labels = namespace["metadata"].get("labels", {})
     assert "envoy-inject" not in labels
     assert not selects(webhook()["namespaceSelector"], namespace_labels("envoy-injector", labels))
+
+
+def test_the_shipped_configuration_passes_every_safety_check() -> None:
+    """The same checks the Helm chart's renderings must pass (tests/helm/)."""
+    assert webhook_safety.violations(configuration(), own_namespace="envoy-injector") == []
+
+
+def test_safety_checks_catch_an_unsafe_configuration() -> None:
+    """The shared checks are not vacuous: each unsafe edit is reported."""
+    unsafe = copy.deepcopy(configuration())
+    hook = unsafe["webhooks"][0]
+    hook["timeoutSeconds"] = 30
+    hook["rules"][0]["operations"] = ["CREATE", "UPDATE"]
+    hook["clientConfig"]["caBundle"] = "Zm9v"
+    hook["namespaceSelector"]["matchExpressions"][1]["values"] = ["kube-system"]
+    hook["objectSelector"] = {}
+    found = "\n".join(webhook_safety.violations(unsafe, own_namespace="envoy-injector"))
+    for needle in (
+        "timeoutSeconds",
+        "rules",
+        "caBundle",
+        "kube-public-even-if-labelled",
+        "envoy-injector-even-if-labelled",
+        "labelled-disabled",
+    ):
+        assert needle in found
 
 
 def test_failure_policy_alternative_is_documented_with_its_costs() -> None:

@@ -5,11 +5,12 @@ does is covered by the e2e suite, which drives every component through this clie
 """
 
 import socket
+from pathlib import Path
 
 import pytest
 
 from kubeapi import client as kubeapi, errors
-from kubeapi.credentials import Credentials, in_cluster
+from kubeapi.credentials import Credentials, from_kubeconfig, in_cluster
 from tests.integration.fake_apiserver import FakeApiServer
 
 
@@ -79,3 +80,16 @@ def test_nothing_listening_is_unreachable_with_the_address() -> None:
 def test_outside_a_pod_there_are_no_in_cluster_credentials() -> None:
     assert in_cluster({}) is None
     assert in_cluster({"KUBERNETES_SERVICE_HOST": "10.96.0.1"}) is None
+
+
+def test_a_kubeconfig_token_is_sent_as_the_bearer(tmp_path: Path) -> None:
+    config = tmp_path / "kubeconfig"
+    config.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443'}}]\n"
+        "users: [{name: u, user: {token: abc.def}}]\n"
+        "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+    )
+    credentials = from_kubeconfig(str(config))
+    assert credentials.bearer() == "abc.def"
+    assert credentials.server == "https://127.0.0.1:6443"

@@ -156,3 +156,21 @@ def test_the_fitted_resources_reach_the_container_and_kubectl_sees_the_warning()
     sidecar = injected["spec"]["containers"][-1]
     assert sidecar["resources"]["limits"]["cpu"] == "200m"
     assert any("LimitRange" in w for w in result.warnings)
+
+
+def test_pod_level_room_below_a_limit_range_minimum_is_refused_naming_both() -> None:
+    # Found on the real API server: the app's defaulted 50m request fills the Pod's 50m, so the
+    # sidecar would get 0m, under the LimitRange's 5m minimum and its limit/request ratio.
+    app = {"name": "app", "image": "a", "resources": {"requests": {"cpu": "50m"}}}
+    pod = make_pod(containers=[app], resources={"requests": {"cpu": "50m"}})
+    ranges = [
+        _range(
+            "team",
+            {"type": "Container", "min": {"cpu": "5m"}, "maxLimitRequestRatio": {"cpu": "10"}},
+        )
+    ]
+    with pytest.raises(errors.ResourcesDoNotFit) as caught:
+        _fit(pod, limit_ranges=ranges)
+    message = str(caught.value)
+    assert 'LimitRange "team" needs a cpu request of at least 5m' in message
+    assert "spec.resources" in message

@@ -126,3 +126,66 @@ def test_the_fast_path_is_taken_for_an_ordinary_review() -> None:
     raw = json.dumps(strategies.review_for(make_pod())).encode()
     with unittest.mock.patch.object(orjson, "loads", side_effect=AssertionError("full decode")):
         assert mutate.review(raw, CTX).status == 200
+
+
+_QUANTITIES = st.sampled_from(["1", "100m", "250m", "2", "64Mi", "1Gi", "5", "junk"])
+_RESOURCES = st.fixed_dictionaries(
+    {},
+    optional={
+        "requests": st.dictionaries(st.sampled_from(["cpu", "memory"]), _QUANTITIES, max_size=2),
+        "limits": st.dictionaries(st.sampled_from(["cpu", "memory"]), _QUANTITIES, max_size=2),
+    },
+)
+_PORTS = st.lists(
+    st.fixed_dictionaries(
+        {"containerPort": st.sampled_from([10000, 9901, 8080, 15001])},
+        optional={"protocol": st.sampled_from(["TCP", "UDP", "SCTP"]), "name": st.just("p")},
+    ),
+    max_size=3,
+)
+_LIMIT_RANGE = {
+    "metadata": {"name": "lr", "namespace": "shop"},
+    "spec": {
+        "limits": [
+            {
+                "type": "Container",
+                "max": {"cpu": "300m", "memory": "200Mi"},
+                "min": {"cpu": "10m"},
+                "default": {"cpu": "200m", "memory": "100Mi"},
+            },
+            {"type": "Pod", "max": {"cpu": "3", "memory": "2Gi"}},
+        ]
+    },
+}
+
+
+@st.composite
+def pods_with_the_fields_the_rules_read(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid pods plus what the port, grace period and resource rules read."""
+    pod = draw(strategies.valid_pods())
+    spec = pod["spec"]
+    for container in spec["containers"] + spec.get("initContainers", []):
+        if draw(st.booleans()):
+            container["ports"] = draw(_PORTS)
+        if draw(st.booleans()):
+            container["resources"] = draw(_RESOURCES)
+    for container in spec.get("initContainers", []):
+        if draw(st.booleans()):
+            container["restartPolicy"] = draw(st.sampled_from(["Always", "OnFailure"]))
+    if draw(st.booleans()):
+        spec["terminationGracePeriodSeconds"] = draw(st.sampled_from([0, 3, 30, 120, -1, "9"]))
+    if draw(st.booleans()):
+        spec["resources"] = draw(_RESOURCES)
+    return pod
+
+
+@given(pods_with_the_fields_the_rules_read(), st.booleans())
+def test_the_partial_decode_answers_exactly_as_a_full_decode_for_every_rule_s_fields(
+    pod: dict[str, Any], limited: bool
+) -> None:
+    namespace = limits.Namespace(limit_ranges=[_LIMIT_RANGE]) if limited else limits.EMPTY
+    raw = json.dumps(strategies.review_for(pod)).encode()
+    fast = mutate.review(raw, CTX, namespace_limits=lambda _: namespace)
+    with unittest.mock.patch.object(view, "parse", return_value=None):
+        full = mutate.review(raw, CTX, namespace_limits=lambda _: namespace)
+    assert (fast.status, fast.body, fast.outcome) == (full.status, full.body, full.outcome)

@@ -476,3 +476,58 @@ def test_tls_secret_without_a_key_reads_as_missing() -> None:
     assert store.read_serving({"tls.crt": b"x", "tls.key": b"y"}) == issue.Bundle(
         cert_pem=b"x", key_pem=b"y", ca_pem=b""
     )
+
+
+# ---- asked for on one run: --renew-now and --rotate-ca ----------------------------------------
+
+RENEW_NOW = dataclasses.replace(POLICY, renew_now=True)
+ROTATE_CA = dataclasses.replace(SHORT, rotate_ca=True)
+
+
+def serial_of(plan: rotation.Plan) -> int:
+    return x509.load_pem_x509_certificate(plan.serving.cert_pem).serial_number
+
+
+def test_renew_now_replaces_a_fit_leaf_on_that_run_and_the_next_run_leaves_it_alone() -> None:
+    first = first_run()
+    renewed = rerun(first, NOW + DAY, RENEW_NOW)
+    assert renewed.renewal is RenewReason.REQUESTED
+    assert serial_of(renewed) != serial_of(first)
+    assert signer_of(renewed) == signer_of(first)  # same CA: trusted at once, no caBundle change
+    assert renewed.serving.ca_pem == first.serving.ca_pem
+    assert verifies(renewed.serving.cert_pem, first.serving.ca_pem, NOW + DAY)
+    after = rerun(renewed, NOW + 2 * DAY)
+    assert after.renewal is None
+    assert after.serving == renewed.serving
+
+
+def test_renew_now_never_forces_a_one_step_ca_change() -> None:
+    first = first_run()
+    lost = dataclasses.replace(first, authority=store.Authority(active=None))  # CA Secret lost
+    plan = rerun(lost, NOW + DAY, RENEW_NOW)
+    assert plan.renewal is None
+    assert plan.serving.cert_pem == first.serving.cert_pem
+    assert "renewal requested: deferred, no CA can sign until the staged one is" in plan.events
+
+
+def test_rotate_ca_stages_a_new_ca_on_that_run_and_the_usual_runs_finish_it() -> None:
+    first = first_run(SHORT)
+    old_ca = signer_of(first)
+    staged = rerun(first, NOW + DAY, ROTATE_CA)  # a young CA: only the request rotates it
+    assert staged.events == (
+        f"CA rotation started: requested, replacing {rotation.describe(old_ca)}",
+    )
+    assert staged.authority.next is not None
+    assert ca_count(staged) == 2
+    assert staged.serving.cert_pem == first.serving.cert_pem  # the old CA still signs
+    done = _walk_rotation(staged, NOW + DAY, SHORT)
+    assert signer_of(done) != old_ca
+    assert fingerprints(done.serving.ca_pem) == {store.fingerprint(signer_of(done))}
+    assert rerun(done, NOW + 7 * DAY, SHORT).serving == done.serving  # and stays done
+
+
+def test_rotate_ca_during_a_rotation_lets_that_one_continue() -> None:
+    staged = rerun(first_run(SHORT), NOW + DAY, ROTATE_CA)
+    again = rerun(staged, NOW + 2 * DAY, ROTATE_CA)
+    assert again.authority.next == staged.authority.next
+    assert "CA rotation requested: one is already under way, it continues" in again.events

@@ -1,5 +1,6 @@
 """The controller on a real kube-apiserver, as its own ServiceAccount, under the shipped RBAC and
-ValidatingAdmissionPolicy (manifests/injector): what a real server decides stays decided by it.
+ValidatingAdmissionPolicy (manifests/injector, applied as shipped by the `installed` fixture):
+what a real server decides stays decided by it.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ import copy
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,42 +18,17 @@ import yaml
 
 from controller import lease
 from kubeapi import client as kubeapi, credentials, errors as kerrors
-from tests.integration.controller_cluster import Cluster, running_cluster
-from tests.manifests import documents
-from tests.support.controller import ControllerProcess, running_controller, wait_for
+from tests.e2e.conftest import Injector
+from tests.support.cluster.controlplane import ControlPlane
+from tests.support.controller import (
+    ControllerProcess,
+    running_controller,
+    wait_for,
+    write_kubeconfig,
+)
 
-pytestmark = pytest.mark.integration
 ACCOUNT = "envoy-injector-controller"
 MANAGED = {"app.kubernetes.io/managed-by": "envoy-injector-controller"}
-KINDS = {  # what the controller's install needs, and where each kind is created
-    "Namespace": ("v1", "namespaces", False),
-    "ServiceAccount": ("v1", "serviceaccounts", True),
-    "ClusterRole": ("rbac.authorization.k8s.io/v1", "clusterroles", False),
-    "ClusterRoleBinding": ("rbac.authorization.k8s.io/v1", "clusterrolebindings", False),
-    "Role": ("rbac.authorization.k8s.io/v1", "roles", True),
-    "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings", True),
-    "ConfigMap": ("v1", "configmaps", True),
-    "ValidatingAdmissionPolicy": (
-        "admissionregistration.k8s.io/v1", "validatingadmissionpolicies", False),
-    "ValidatingAdmissionPolicyBinding": (
-        "admissionregistration.k8s.io/v1", "validatingadmissionpolicybindings", False),
-}  # fmt: skip
-
-
-def _install(admin: kubeapi.Client) -> None:
-    """The controller's objects from manifests/injector, as `kubectl apply -k` would send them."""
-    order = list(KINDS)
-    manifests = documents.objects(documents.INJECTOR)
-    for manifest in sorted(manifests, key=lambda m: order.index(m.kind) if m.kind in KINDS else 0):
-        obj, name = manifest.obj, manifest.name
-        wanted = manifest.kind == "Namespace" or (
-            manifest.kind in KINDS and (ACCOUNT in name or name == "envoy-injector-config")
-        )
-        if not wanted:
-            continue
-        group_version, resource, namespaced = KINDS[manifest.kind]
-        ns = obj["metadata"].get("namespace") if namespaced else None
-        admin.create(kubeapi.path(group_version, resource, namespace=ns), obj)
 
 
 def _ns(admin: kubeapi.Client, name: str, **labels: str) -> None:
@@ -71,11 +48,37 @@ def _cm(admin: kubeapi.Client, ns: str, name: str = "envoy-config") -> Any:
         return None
 
 
+@dataclass
+class Cluster:
+    """The session's control plane as the controller's tests use it: an admin client, and
+    kubeconfigs holding ServiceAccount tokens (the identity the controller runs as)."""
+
+    server: str
+    ca: Path
+    directory: Path
+    admin: kubeapi.Client
+
+    def kubeconfig(self, name: str, token: str) -> Path:
+        return write_kubeconfig(self.directory / f"{name}.kubeconfig", self.server, token=token,
+                                ca=self.ca)  # fmt: skip
+
+    def token(self, namespace: str, account: str) -> str:
+        url = kubeapi.path("v1", "serviceaccounts", namespace=namespace, name=account)
+        answer = self.admin.create(url + "/token", {"spec": {"expirationSeconds": 7200}})
+        return str(answer["status"]["token"])
+
+
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with running_cluster(tmp_path_factory.mktemp("cluster")) as running:
-        _install(running.admin)
-        yield running
+def cluster(
+    control_plane: ControlPlane, installed: Injector, tmp_path_factory: pytest.TempPathFactory
+) -> Cluster:
+    admin = kubeapi.Client(credentials.from_kubeconfig(str(control_plane.kubeconfig)))
+    return Cluster(
+        control_plane.server,
+        control_plane.authority.ca_file,
+        tmp_path_factory.mktemp("controller"),
+        admin,
+    )
 
 
 @pytest.fixture(scope="module")

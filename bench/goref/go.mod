@@ -1,0 +1,3 @@
+module envoyinjector/bench/goref
+
+go 1.22
