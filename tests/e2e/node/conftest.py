@@ -3,21 +3,23 @@ kube-scheduler) with the injector installed as the README says, and real Pods.
 
 It needs root and the Kubernetes binaries. Under CI=true both are required (binaries and images
 are built when missing); elsewhere a missing one skips the suite with the command that enables it.
-The suite's cluster replaces the loopback control plane of tests/e2e for the tests below this
-directory, so the shared fixtures (`kubectl`, `api`, `namespace`, `figures`) talk to it.
+Its fixtures have their own names (`node_cluster`, `node_api`, `node_namespace`): the session
+fixtures of tests/e2e (`control_plane`, `kubectl`, `api`) stay those of the loopback control
+plane, which runs beside this cluster in the same session.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
+import httpx
 import pytest
 
-from tests.support.cluster import binaries, controlplane, kube, packages, record, stack
+from tests.support.cluster import binaries, fixtures, kube, packages, record, stack
 
 SIDECAR: Final = "envoy-sidecar"
 INJECTOR_NS: Final = "envoy-injector"
@@ -66,9 +68,18 @@ def node_cluster(figures: list[str]) -> Iterator[stack.Cluster]:
 
 
 @pytest.fixture(scope="session")
-def control_plane(node_cluster: stack.Cluster) -> controlplane.ControlPlane:
-    """The shared e2e fixtures (kubectl, api, namespace) use this suite's cluster."""
-    return node_cluster.plane
+def node_api(node_cluster: stack.Cluster) -> Iterator[httpx.Client]:
+    with kube.api_client(node_cluster.plane) as client:
+        yield client
+
+
+@pytest.fixture
+def node_namespace(
+    node_cluster: stack.Cluster, node_api: httpx.Client
+) -> Iterator[Callable[..., str]]:
+    """Namespaces on the node's cluster (the shared `namespace` fixture serves tests/e2e's)."""
+    with fixtures.namespaces(node_cluster.kubectl, node_api) as make:
+        yield make
 
 
 @pytest.fixture(scope="session")

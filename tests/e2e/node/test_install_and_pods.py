@@ -50,9 +50,9 @@ def test_the_shipped_install_fills_the_ca_bundle_and_the_webhook_becomes_availab
 
 
 def test_a_newly_labelled_namespace_gets_its_envoy_config_map_with_no_help(
-    installed: stack.Cluster, namespace: Callable[..., str]
+    installed: stack.Cluster, node_namespace: Callable[..., str]
 ) -> None:
-    ns = namespace("cfg", **LABELLED)
+    ns = node_namespace("cfg", **LABELLED)
     kube.eventually(
         lambda: (
             installed.kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode
@@ -85,10 +85,10 @@ def port_forward(kubectl: kube.Kubectl, namespace: str, pod: str, port: int) -> 
 
 
 def test_an_unchanged_deployment_is_injected_and_answers_through_envoy(
-    installed: stack.Cluster, namespace: Callable[..., str], figures: list[str]
+    installed: stack.Cluster, node_namespace: Callable[..., str], figures: list[str]
 ) -> None:
     kubectl = installed.kubectl
-    ns = namespace("web", **LABELLED)
+    ns = node_namespace("web", **LABELLED)
     kube.eventually(
         lambda: kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode == 0,
         "the namespace's Envoy ConfigMap",
@@ -126,10 +126,10 @@ def _log_times(
 
 
 def test_native_sidecar_with_hold_application_starts_envoy_before_the_app(
-    installed: stack.Cluster, namespace: Callable[..., str]
+    installed: stack.Cluster, node_namespace: Callable[..., str]
 ) -> None:
     kubectl = installed.kubectl
-    ns = namespace("native", **LABELLED)
+    ns = node_namespace("native", **LABELLED)
     annotations = {
         "envoy-inject.io/native-sidecar": "true",
         "envoy-inject.io/hold-application": "true",
@@ -154,10 +154,10 @@ def test_native_sidecar_with_hold_application_starts_envoy_before_the_app(
 
 
 def test_a_job_with_the_native_sidecar_runs_to_complete(
-    installed: stack.Cluster, namespace: Callable[..., str]
+    installed: stack.Cluster, node_namespace: Callable[..., str]
 ) -> None:
     kubectl = installed.kubectl
-    ns = namespace("job", **LABELLED)
+    ns = node_namespace("job", **LABELLED)
     kube.eventually(
         lambda: kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode == 0,
         "the namespace's Envoy ConfigMap",
@@ -191,11 +191,11 @@ def test_a_job_with_the_native_sidecar_runs_to_complete(
 
 
 def test_opted_out_pods_and_unlabelled_namespaces_run_without_a_sidecar(
-    installed: stack.Cluster, namespace: Callable[..., str]
+    installed: stack.Cluster, node_namespace: Callable[..., str]
 ) -> None:
     kubectl = installed.kubectl
-    labelled = namespace("optout", **LABELLED)
-    plain = namespace("plain")
+    labelled = node_namespace("optout", **LABELLED)
+    plain = node_namespace("plain")
     create(kubectl, labelled, deployment("out", text="out", labels={"envoy-inject": "disabled"}))
     create(kubectl, plain, deployment("plain", text="plain"))
     for ns, name in ((labelled, "out"), (plain, "plain")):

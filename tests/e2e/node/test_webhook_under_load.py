@@ -103,12 +103,12 @@ def webhook_pods(kubectl: kube.Kubectl, *, terminating: bool = False) -> list[di
 
 
 def test_a_rolling_restart_under_load_refuses_no_pod_and_injects_all(
-    installed: stack.Cluster, namespace: Callable[..., str], figures: list[str]
+    installed: stack.Cluster, node_namespace: Callable[..., str], figures: list[str]
 ) -> None:
     """200 creations spread over about 40 s: the restart, the new replicas' start and the old
     ones' drain after SIGTERM all happen under load."""
     kubectl = installed.kubectl
-    ns = namespace("rollout", **LABELLED)
+    ns = node_namespace("rollout", **LABELLED)
     before = {pod["metadata"]["name"] for pod in webhook_pods(kubectl)}
     with Load(installed, ns, count=200, pace=1.5) as load:
         time.sleep(1)
@@ -180,10 +180,10 @@ def renewal_job(kubectl: kube.Kubectl) -> dict[str, Any]:
 
 
 def test_a_certificate_renewal_under_load_refuses_nothing_and_every_replica_serves_it(
-    installed: stack.Cluster, namespace: Callable[..., str], figures: list[str]
+    installed: stack.Cluster, node_namespace: Callable[..., str], figures: list[str]
 ) -> None:
     kubectl = installed.kubectl
-    ns = namespace("renew", **LABELLED)
+    ns = node_namespace("renew", **LABELLED)
     old_serial, ca = secret_serial(kubectl)
     config_version = webhook_configuration_version(kubectl)
     replicas = webhook_pods(kubectl)
@@ -233,21 +233,21 @@ def test_a_certificate_renewal_under_load_refuses_nothing_and_every_replica_serv
 
 
 def test_with_the_webhook_down_labelled_namespaces_are_refused_and_others_work(
-    installed: stack.Cluster, namespace: Callable[..., str], api: httpx.Client
+    installed: stack.Cluster, node_namespace: Callable[..., str], node_api: httpx.Client
 ) -> None:
     kubectl = installed.kubectl
-    labelled = namespace("down", **LABELLED)
-    plain = namespace("up")
+    labelled = node_namespace("down", **LABELLED)
+    plain = node_namespace("up")
     kubectl("-n", INJECTOR_NS, "scale", "deployment/envoy-injector", "--replicas=0")
     try:
         kube.eventually(
             lambda: not webhook_pods(kubectl, terminating=True), "no webhook Pod left", timeout=90
         )
-        refused = api.post(f"/api/v1/namespaces/{labelled}/pods", json=pending_pod("refused"))
+        refused = node_api.post(f"/api/v1/namespaces/{labelled}/pods", json=pending_pod("refused"))
         assert refused.status_code == 500, refused.text
         message = refused.json()["message"]
         assert 'failed calling webhook "sidecar.envoy-inject.io"' in message, message
-        allowed = api.post(f"/api/v1/namespaces/{plain}/pods", json=pending_pod("allowed"))
+        allowed = node_api.post(f"/api/v1/namespaces/{plain}/pods", json=pending_pod("allowed"))
         assert allowed.status_code == 201, allowed.text
     finally:
         kubectl("-n", INJECTOR_NS, "scale", "deployment/envoy-injector", "--replicas=2")
