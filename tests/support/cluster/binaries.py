@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Final
 
 from tests.support import tools
+from tests.support.cluster import packages
 
 REPO: Final = Path(__file__).resolve().parents[3]
 KUBE_BINARIES_SCRIPT: Final = REPO / "scripts" / "kube-binaries"
 CONTROL_PLANE: Final = ("kube-apiserver", "kube-controller-manager")
-_POLICY_RC: Final = Path("/usr/sbin/policy-rc.d")
 
 
 class Missing(Exception):
@@ -84,19 +84,6 @@ def build(names: tuple[str, ...]) -> None:
 def install_etcd() -> None:
     if os.geteuid() != 0:
         raise Missing("etcd is missing and installing it needs root: apt-get install etcd-server")
-    # Forbid service starts during the install (exit 101 is policy-rc.d's "action forbidden"),
-    # so the package's etcd.service never runs on 2379/2380 beside ours.
-    guard = not _POLICY_RC.exists()
-    if guard:
-        _POLICY_RC.write_text("#!/bin/sh\n# envoy-injector tests: no service starts\nexit 101\n")
-        _POLICY_RC.chmod(0o755)
-    try:
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        wait = ["-o", "DPkg::Lock::Timeout=600"]  # another apt-get may be running
-        subprocess.run(["apt-get", *wait, "update", "-qq"], check=True, env=env)
-        subprocess.run(
-            ["apt-get", *wait, "install", "-y", "-qq", "etcd-server"], check=True, env=env
-        )
-    finally:
-        if guard:
-            _POLICY_RC.unlink()
+    # packages.install forbids service starts, so the package's etcd.service never runs on
+    # 2379/2380 beside ours.
+    packages.install(["etcd-server"])

@@ -189,6 +189,8 @@ def start(
             f"--cluster-signing-cert-file={authority.ca_file}",
             f"--cluster-signing-key-file={authority.directory / 'ca.key'}",
             f"--service-cluster-ip-range={pki.SERVICE_CIDR}",
+            # Its default, /usr/libexec/kubernetes/..., would be created on the host and left there.
+            f"--flex-volume-plugin-dir={directory / 'flex-volume'}",
             "--profiling=false",
         ],
         stop_timeout=5,

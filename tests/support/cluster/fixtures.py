@@ -60,10 +60,10 @@ def api(control_plane: controlplane.ControlPlane) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def namespace(kubectl: kube.Kubectl, api: httpx.Client) -> Iterator[Callable[..., str]]:
-    """Create namespaces with the given labels, ready for Pods (their `default` ServiceAccount
-    exists); delete them at the end of the test."""
+@contextlib.contextmanager
+def namespaces(kubectl: kube.Kubectl, api: httpx.Client) -> Iterator[Callable[..., str]]:
+    """A maker of namespaces with the given labels, ready for Pods (their `default`
+    ServiceAccount exists), deleted on exit. Shared with the node suite (tests/e2e/node)."""
     created: list[str] = []
 
     def make(prefix: str = "e2e", **labels: str) -> str:
@@ -77,9 +77,18 @@ def namespace(kubectl: kube.Kubectl, api: httpx.Client) -> Iterator[Callable[...
         kube.eventually(lambda: api.get(path).status_code == 200, f"ServiceAccount {name}/default")
         return name
 
-    yield make
-    for name in created:
-        kubectl("delete", "namespace", name, "--wait=false", check=False)
+    try:
+        yield make
+    finally:
+        for name in created:
+            kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(kubectl: kube.Kubectl, api: httpx.Client) -> Iterator[Callable[..., str]]:
+    """Create namespaces with the given labels, ready for Pods; delete them after the test."""
+    with namespaces(kubectl, api) as make:
+        yield make
 
 
 @pytest.fixture(scope="session")

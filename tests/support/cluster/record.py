@@ -193,6 +193,10 @@ register("process", stop_process)
 
 def tear_down(directory: Path) -> list[str]:
     """Undo every entry, last first, then remove the directory. Returns what failed (if any)."""
+    # A node's entries (addresses, rules, mounts...) are undone by its modules, which register
+    # on import; a sweep from a control-plane-only run must know them too.
+    from tests.support.cluster import node  # noqa: F401 - registers undo kinds; node imports record
+
     errors: list[str] = []
     record = Record(directory)
     for entry in reversed(record.entries):
