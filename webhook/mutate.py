@@ -146,10 +146,10 @@ def _decide_and_inject(
         return _answer(
             admission.allowed(request.uid), Outcome("skipped", reason, message=message, **who)
         )
-    review = admission.patched(request.uid, plan.ops, warnings=plan.warnings)
+    review = admission.patched(request.uid, plan.encoded.json, warnings=plan.warnings)
     outcome = Outcome(
         "injected",
-        patch_ops=len(plan.ops),
+        patch_ops=plan.encoded.count,
         patch_bytes=len(review["response"].get("patch", "")),
         warnings=plan.warnings,
         **who,
