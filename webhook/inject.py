@@ -229,7 +229,8 @@ def sidecar_patch(
         patch.list_slot(pod, ("spec", "volumes")),
         patch.map_slot(pod, ("metadata", "annotations"), (STATUS_ANNOTATION,)),
     )
-    return _rendered(spec, cluster, _grace_seconds(pod), slots, patch.pointer(*prefix))
+    base = patch.pointer(*prefix) if prefix else ""
+    return _rendered(spec, cluster, _grace_seconds(pod), slots, base)
 
 
 @functools.lru_cache(maxsize=256)  # a few specs x the clusters (apps) x the Pod shapes seen

@@ -48,16 +48,20 @@ def pointer(*tokens: str | int) -> str:
 
 
 def _walk(doc: JSON, path: Path) -> tuple[int, JSON]:
-    """How many leading tokens of ``path`` exist in ``doc``, and the value at the deepest one."""
+    """How many leading tokens of ``path`` exist in ``doc``, and the value at the deepest one.
+
+    A member that is null counts as absent."""
     node = doc
     for depth, token in enumerate(path):
-        in_object = (
-            isinstance(node, dict) and isinstance(token, str) and node.get(token) is not None
-        )
-        in_array = isinstance(node, list) and isinstance(token, int) and 0 <= token < len(node)
-        if not (in_object or in_array):
+        if isinstance(node, dict):
+            child = node.get(token) if isinstance(token, str) else None
+            if child is None:
+                return depth, node
+        elif isinstance(node, list) and isinstance(token, int) and 0 <= token < len(node):
+            child = node[token]
+        else:
             return depth, node
-        node = node[token]
+        node = child
     return len(path), node
 
 
@@ -105,9 +109,9 @@ def map_slot(doc: JSON, path: Path, keys: Iterable[str]) -> Slot:
         return _absent(path, depth, node)
     if not isinstance(node, dict):
         raise errors.MalformedObject(f"{pointer(*path)} is not an object")
-    clashes = sorted(k for k in keys if k in node)
+    clashes = [k for k in keys if k in node]
     if clashes:
-        raise errors.NameClash(f"{pointer(*path)} already has {', '.join(clashes)}")
+        raise errors.NameClash(f"{pointer(*path)} already has {', '.join(sorted(clashes))}")
     return Slot(pointer(*path))
 
 
