@@ -7,6 +7,7 @@ named after the outcome, and each of them echoes the request's uid.
 from __future__ import annotations
 
 import base64
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, NotRequired, TypedDict
@@ -14,7 +15,6 @@ from typing import Any, Final, NotRequired, TypedDict
 import orjson
 
 from webhook import errors, view
-from webhook.patch import PatchOp
 
 API_VERSION: Final = "admission.k8s.io/v1"
 KIND: Final = "AdmissionReview"
@@ -142,11 +142,17 @@ def allowed(uid: str, *, warnings: Sequence[str] = ()) -> ReviewDict:
     return _review(response)
 
 
-def patched(uid: str, ops: Sequence[PatchOp], *, warnings: Sequence[str] = ()) -> ReviewDict:
+def patched(uid: str, patch: bytes, *, warnings: Sequence[str] = ()) -> ReviewDict:
+    """Allowed with ``patch``, an encoded JSON Patch."""
     review = allowed(uid, warnings=warnings)
     review["response"]["patchType"] = "JSONPatch"
-    review["response"]["patch"] = base64.b64encode(orjson.dumps(list(ops))).decode("ascii")
+    review["response"]["patch"] = _base64(patch)
     return review
+
+
+@functools.lru_cache(maxsize=256)  # patches repeat: the same sidecar for the same kind of Pod
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 # metav1.StatusReason values, which clients understand; our own reason codes go in logs.

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from webhook import errors, limits, logs, mutate, settings as settings_mod
+from webhook.deadlines import Deadlines
 from webhook.metrics import Metrics, create_metrics
 from webhook.settings import Settings
 from webhook.tls import CertReloader, Loaded
@@ -52,18 +53,10 @@ class AppState:
 
 
 async def _read_body(
-    receive: Receive,
-    headers: dict[bytes, bytes],
-    *,
-    cap: int,
-    timeout: float,
-    loop: asyncio.AbstractEventLoop,
+    receive: Receive, headers: dict[bytes, bytes], *, cap: int, deadlines: Deadlines
 ) -> bytes:
-    """The whole body, refusing more than ``cap`` bytes without buffering them.
-
-    The deadline is a plain timer on ``loop``, not asyncio.timeout(): on Python 3.11 that looks
-    the running loop up three times, and each lookup is a getpid() system call.
-    """
+    """The whole body, refusing more than ``cap`` bytes without buffering them; TimeoutError
+    when it has not all arrived by the deadline."""
     declared = headers.get(b"content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > cap):
         raise errors.BodyTooLarge(
@@ -71,16 +64,9 @@ async def _read_body(
         )
     chunks: list[bytes] = []
     size = 0
-    task = asyncio.current_task(loop)
-    expired = False
-
-    def expire() -> None:
-        nonlocal expired
-        expired = True
-        if task is not None:
-            task.cancel()
-
-    timer = loop.call_later(timeout, expire)
+    task = asyncio.current_task(deadlines.loop)
+    if task is not None:
+        deadlines.watch(task)
     try:
         while True:
             message = await receive()
@@ -94,11 +80,12 @@ async def _read_body(
             if not message.get("more_body", False):
                 return b"".join(chunks)
     except asyncio.CancelledError:
-        if expired and task is not None and task.uncancel() == 0:
+        if task is not None and deadlines.finish(task) and task.uncancel() == 0:
             raise TimeoutError from None
         raise
     finally:
-        timer.cancel()
+        if task is not None:
+            deadlines.finish(task)
 
 
 _HEALTHZ = b'{"status":"ok"}'
@@ -131,6 +118,7 @@ class WebhookApp:
             watcher.get if watcher is not None else lambda _namespace: limits.EMPTY
         )
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._deadlines: Deadlines | None = None
 
     @property
     def routes(self) -> ASGIApp:
@@ -144,6 +132,13 @@ class WebhookApp:
         if self._loop is None or not self._loop.is_running():
             self._loop = asyncio.get_running_loop()
         return self._loop
+
+    def deadlines(self) -> Deadlines:
+        """The body-read deadlines of the serving loop."""
+        loop = self.loop()
+        if self._deadlines is None or self._deadlines.loop is not loop:
+            self._deadlines = Deadlines(loop, self.state.settings.body_timeout)
+        return self._deadlines
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -216,11 +211,7 @@ class WebhookApp:
                 )
             try:
                 body = await _read_body(
-                    receive,
-                    headers,
-                    cap=state.settings.max_body_bytes,
-                    timeout=state.settings.body_timeout,
-                    loop=self.loop(),
+                    receive, headers, cap=state.settings.max_body_bytes, deadlines=self.deadlines()
                 )
             except errors.ReviewError as exc:
                 return mutate.refuse(exc)

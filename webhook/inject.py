@@ -5,6 +5,7 @@ not know, and a patch computed from it would then remove them.
 """
 
 import dataclasses
+import functools
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -197,35 +198,70 @@ def inject(
     Ops are only ``add``: absent arrays and maps are created, nothing the Pod has is replaced.
     ``prefix`` locates ``pod`` inside a larger document (a workload's pod template).
     """
+    return sidecar_patch(pod, spec, prefix=prefix, fallback_cluster=fallback_cluster).ops()
+
+
+def sidecar_patch(
+    pod: Mapping[str, Any],
+    spec: SidecarSpec,
+    *,
+    prefix: Sequence[str | int] = (),
+    fallback_cluster: str = "",
+) -> patch.Encoded:
+    """``inject``'s ops, encoded: what the webhook sends.
+
+    The ops depend on the Pod only through the checks, the service cluster, the grace period
+    and the slots the three adds land in, so the encoding is cached by those.
+    """
     annotations = _map(_map(pod, "metadata"), "annotations")
     if STATUS_ANNOTATION in annotations:
-        return []
+        return patch.NO_OPS
     _check_clashes(pod)
     _check_ports(pod, spec)
     cluster = spec.cluster or service_cluster(pod, fallback=fallback_cluster)
-    container = render.sidecar_container(spec, cluster, grace_seconds=_grace_seconds(pod))
     if spec.native:
         # First of the init containers, so it is up before they run and before the app.
-        ops = patch.add_list_items(pod, ("spec", "initContainers"), [container], at=0)
+        container_slot = patch.list_slot(pod, ("spec", "initContainers"), at=0)
     else:
-        ops = patch.add_list_items(pod, ("spec", "containers"), [container])
-    ops += patch.add_list_items(pod, ("spec", "volumes"), [render.config_volume(spec)])
-    ops += patch.put_map_entries(
-        pod, ("metadata", "annotations"), {STATUS_ANNOTATION: render.status(spec)}
+        container_slot = patch.list_slot(pod, ("spec", "containers"))
+    slots = (
+        container_slot,
+        patch.list_slot(pod, ("spec", "volumes")),
+        patch.map_slot(pod, ("metadata", "annotations"), (STATUS_ANNOTATION,)),
     )
-    if prefix:
-        base = patch.pointer(*prefix)
+    base = patch.pointer(*prefix) if prefix else ""
+    return _rendered(spec, cluster, _grace_seconds(pod), slots, base)
+
+
+@functools.lru_cache(maxsize=256)  # a few specs x the clusters (apps) x the Pod shapes seen
+def _rendered(
+    spec: SidecarSpec,
+    cluster: str,
+    grace_seconds: int,
+    slots: tuple[patch.Slot, patch.Slot, patch.Slot],
+    base: str,
+) -> patch.Encoded:
+    container = render.sidecar_container(spec, cluster, grace_seconds=grace_seconds)
+    ops = patch.fill(slots[0], [container])
+    ops += patch.fill(slots[1], [render.config_volume(spec)])
+    ops += patch.fill(slots[2], {STATUS_ANNOTATION: render.status(spec)})
+    if base:
         ops = [{**op, "path": base + op["path"]} for op in ops]
-    return ops
+    return patch.encode(ops)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What to do with one Pod: the decision, the ops, and warnings for the user."""
+    """What to do with one Pod: the decision, the patch, and warnings for the user."""
 
     decision: Decision
-    ops: list[PatchOp]
+    encoded: patch.Encoded = patch.NO_OPS  # the ops, as the webhook sends them
     warnings: tuple[str, ...] = ()
+
+    @property
+    def ops(self) -> list[PatchOp]:
+        """The ops as new objects, which the caller may change."""
+        return self.encoded.ops()
 
 
 def plan(
@@ -253,7 +289,7 @@ def plan(
     """
     decision = decide(pod, namespace=namespace, excluded=excluded)
     if not decision.inject:
-        return Plan(decision, [])
+        return Plan(decision)
     if job or _run_by_job(pod):
         # A regular sidecar never exits, so the Job would never complete; a native one does not
         # hold the Pod open. The native-sidecar annotation can still say "false".
@@ -267,5 +303,5 @@ def plan(
         if fitted.resources != spec.resources:
             spec = dataclasses.replace(spec, resources=fitted.resources)
         warnings += fitted.warnings
-    ops = inject(pod, spec, prefix=prefix, fallback_cluster=fallback_cluster)
-    return Plan(decision, ops, warnings)
+    encoded = sidecar_patch(pod, spec, prefix=prefix, fallback_cluster=fallback_cluster)
+    return Plan(decision, encoded, warnings)

@@ -83,17 +83,20 @@ class DecisionLog:
 
     With the JSON format and the one stream handler ``configure`` installs, the line is the
     same JSON object the handler would write, built without a LogRecord, caller lookup or
-    formatter (about 15 µs a line through logging). It goes into the stream's byte buffer, and
-    the buffer is flushed once the event loop has run the current batch of callbacks: under
-    load one write() carries many lines, while a lone line still leaves within the same loop
-    iteration. Any other set-up (text format, other handlers, filters) takes the logging path.
+    formatter (about 15 µs a line through logging). Lines are collected here and written to the
+    stream's byte layer together once the event loop has run the current batch of callbacks:
+    under load one write() carries many lines, while a lone line still leaves within the same
+    loop iteration. The stream's own buffer cannot be relied on for that: with
+    PYTHONUNBUFFERED (set in the image) it has none, and every line would be a system call.
+    Any other set-up (text format, other handlers, filters) takes the logging path.
     """
 
     def __init__(self, logger: logging.Logger) -> None:
         self.logger = logger
         self._second = -1
         self._prefix = ""
-        self._flush_pending = False
+        self._pending: list[bytes] = []  # lines not written yet, for the handler below
+        self._pending_handler: logging.StreamHandler[TextIO] | None = None
 
     def _time(self, now: float) -> str:
         second = int(now)
@@ -129,28 +132,34 @@ class DecisionLog:
             default=str,
             option=orjson.OPT_APPEND_NEWLINE,
         )
+        if loop is not None and getattr(handler.stream, "buffer", None) is not None:
+            if self._pending_handler is not handler:
+                self._flush()
+                self._pending_handler = handler
+                loop.call_soon(self._flush)
+            self._pending.append(line)
+            return
+        self._write(handler, line)
+
+    def _flush(self) -> None:
+        handler, self._pending_handler = self._pending_handler, None
+        if handler is not None and self._pending:
+            lines = b"".join(self._pending)
+            self._pending.clear()
+            self._write(handler, lines)
+
+    @staticmethod
+    def _write(handler: logging.StreamHandler[TextIO], data: bytes) -> None:
         stream = handler.stream
         raw = getattr(stream, "buffer", None)
         handler.acquire()
         try:
             if raw is None:
-                stream.write(line.decode())
+                stream.write(data.decode())
                 stream.flush()
-            elif loop is None:
-                raw.write(line)
-                raw.flush()
             else:
-                raw.write(line)
-                if not self._flush_pending:
-                    self._flush_pending = True
-                    loop.call_soon(self._flush, handler)
-        finally:
-            handler.release()
-
-    def _flush(self, handler: logging.StreamHandler[TextIO]) -> None:
-        self._flush_pending = False
-        handler.acquire()
-        try:
-            handler.stream.buffer.flush()
+                stream.flush()  # what went through the text layer first, in order
+                raw.write(data)
+                raw.flush()
         finally:
             handler.release()

@@ -7,7 +7,7 @@ carries an Outcome for the shell to log and count; nothing here does I/O.
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypedDict
+from typing import Any, Final, NamedTuple, TypedDict
 
 import orjson
 
@@ -34,11 +34,12 @@ class Context:
     excluded_namespaces: frozenset[str] = frozenset()
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """What happened, for logs and metrics.
 
     ``kind`` is injected, skipped, rejected, invalid (broken envelope) or error (our bug).
+    A NamedTuple rather than a frozen dataclass: as immutable, and built three times faster,
+    which counts once per review.
     """
 
     kind: str
@@ -59,8 +60,7 @@ class Outcome:
         return f"{self.kind}:{self.reason}" if self.reason else self.kind
 
 
-@dataclass(frozen=True)
-class Reply:
+class Reply(NamedTuple):
     status: int
     body: bytes
     outcome: Outcome
@@ -146,10 +146,10 @@ def _decide_and_inject(
         return _answer(
             admission.allowed(request.uid), Outcome("skipped", reason, message=message, **who)
         )
-    review = admission.patched(request.uid, plan.ops, warnings=plan.warnings)
+    review = admission.patched(request.uid, plan.encoded.json, warnings=plan.warnings)
     outcome = Outcome(
         "injected",
-        patch_ops=len(plan.ops),
+        patch_ops=plan.encoded.count,
         patch_bytes=len(review["response"].get("patch", "")),
         warnings=plan.warnings,
         **who,

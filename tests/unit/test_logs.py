@@ -7,6 +7,7 @@ import io
 import json
 import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -66,6 +67,39 @@ def test_lines_written_in_one_loop_iteration_are_flushed_together(
     assert before == 0
     assert [line["uid"] for line in _lines(buffer)] == ["u-0", "u-1", "u-2"]
     assert after == len(buffer.getvalue())
+
+
+class _RecordingFile(io.RawIOBase):
+    """An unbuffered byte sink (what sys.stderr.buffer is under PYTHONUNBUFFERED) that keeps
+    each write() it receives."""
+
+    def __init__(self) -> None:
+        self.writes: list[bytes] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        self.writes.append(bytes(data))
+        return len(data)
+
+
+def test_an_unbuffered_stream_gets_one_write_per_loop_iteration(logger: logging.Logger) -> None:
+    sink = _RecordingFile()
+    logs.configure("json", stream=io.TextIOWrapper(sink, write_through=True))  # type: ignore[type-var]
+    decisions = logs.DecisionLog(logger)
+
+    async def bursts() -> None:
+        loop = asyncio.get_running_loop()
+        for burst in range(2):
+            for i in range(3):
+                decisions.info("admission injected", {"uid": f"u-{burst}-{i}"}, loop)
+            await asyncio.sleep(0)
+
+    asyncio.run(bursts())
+    assert len(sink.writes) == 2
+    uids = [json.loads(line)["uid"] for data in sink.writes for line in data.splitlines()]
+    assert uids == [f"u-{burst}-{i}" for burst in range(2) for i in range(3)]
 
 
 def test_text_format_and_levels_take_the_logging_path(logger: logging.Logger) -> None:
