@@ -1,8 +1,8 @@
 """The guard of tests/support/confinement.py fails a test that reads beside the repository.
 
 Each case runs pytest in a subprocess on a throwaway project whose rootdir stands in for the
-repository, with a data file placed beside it before the run (like ../shared on a developer's
-machine), and reads the outcome.
+repository, with a data file placed beside it before the run (like a sibling data folder on a
+developer's machine), and reads the outcome.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A guard that fails any test reading data from outside the repository.
 
-A user's clone has nothing beside it, so a test that reads ``../shared`` or a sibling checkout
+A user's clone has nothing beside it, so a test that reads a sibling folder of the checkout
 passes here and fails for everyone else. This pytest plugin (loaded by tests/conftest.py)
 installs a ``sys.addaudithook`` that sees every ``open`` and directory listing of this process
 and records those that are
@@ -36,8 +36,8 @@ from tests.support.tools import cache_dir
 __all__ = ["Confinement"]
 
 # Audit events that read a path: open() and os.open(), and directory listings (pathlib's glob
-# and rglob list with os.scandir, so a glob of ../shared is caught even when it finds nothing
-# to open).
+# and rglob list with os.scandir, so a glob of a sibling folder is caught even when it finds
+# nothing to open).
 _READS = frozenset({"open", "os.listdir", "os.scandir", "glob.glob"})
 
 
