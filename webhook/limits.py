@@ -157,6 +157,14 @@ def _summed(pod: Mapping[str, Any], which: str, resource: str) -> Decimal:
     return total
 
 
+def _ratio_exceeded(request: Decimal | None, limit: Decimal | None, ratio: Decimal | None) -> bool:
+    """LimitRanger's maxLimitRequestRatio: limit/request above the ratio, or no request at all
+    under a limit (a ratio of 0 or an amount not stated constrains nothing)."""
+    if not ratio or request is None or limit is None:
+        return False
+    return request == 0 or limit / request > ratio
+
+
 def _fit_container_ranges(work: _Work, ranges: Sequence[Mapping[str, Any]]) -> None:
     for owner, item in _container_items(ranges, "Container"):
         where = f'the LimitRange "{owner}"'
@@ -193,16 +201,14 @@ def _fit_container_ranges(work: _Work, ranges: Sequence[Mapping[str, Any]]) -> N
         for resource, text in (item.get("maxLimitRequestRatio") or {}).items():
             ratio, limit = _q(text), work.value(resource, "limit")
             request = work.value(resource, "request")
-            if ratio is None or ratio == 0 or limit is None or request is None:
+            if ratio is None or limit is None or not _ratio_exceeded(request, limit, ratio):
                 continue
-            if request == 0 or limit / request > ratio:
-                needed = _format(resource, limit / ratio)
-                work.move(
-                    resource,
-                    "request",
-                    needed,
-                    because=f"{where} allows a limit at most {text} times the request",
-                )
+            work.move(
+                resource,
+                "request",
+                _format(resource, limit / ratio),
+                because=f"{where} allows a limit at most {text} times the request",
+            )
 
 
 def _fit_pod_ranges(
@@ -314,14 +320,8 @@ def _check_container_ranges(work: _Work, ranges: Sequence[Mapping[str, Any]]) ->
                     f"the Pod's spec.resources leave the sidecar only {left}"
                 )
         for resource, text in (item.get("maxLimitRequestRatio") or {}).items():
-            ratio = _q(text)
-            request, limit = work.value(resource, "request"), work.value(resource, "limit")
-            if (
-                ratio
-                and request is not None
-                and limit is not None
-                and (request == 0 or limit / request > ratio)
-            ):
+            limit = work.value(resource, "limit")
+            if _ratio_exceeded(work.value(resource, "request"), limit, _q(text)):
                 work.problems.append(
                     f"{where} allows a {resource} limit at most {text} times the request, but "
                     f"the Pod's spec.resources leave the sidecar a request of "
