@@ -52,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=int, default=8, help="concurrent clients (default 8)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after measuring, write a Go CPU profile of kube-apiserver per engine to "
+        "DIR/<engine>.pprof, each over --pods more Pods (read with `go tool pprof -top`)",
+    )
+    p.add_argument(
         "--output",
         type=Path,
         default=OUTPUT,
@@ -82,12 +89,22 @@ def _injected(body: dict[str, Any]) -> bool:
 class Cluster:
     """The control plane with both engines installed and one namespace per engine."""
 
-    def __init__(self, stack: ExitStack, workdir: Path, progress: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        stack: ExitStack,
+        workdir: Path,
+        progress: Callable[[str], None],
+        *,
+        profiling: bool = False,
+    ) -> None:
         directory = record.clusters_root() / f"bench-engines-{os.getpid()}"
         progress("starting the control plane (tests/support/cluster)")
         found = binaries.locate(get=True)
+        extra = ["--profiling=true"] if profiling else []  # the last of a repeated flag wins
         try:
-            self.plane = controlplane.start(directory, found, owner=os.getpid())
+            self.plane = controlplane.start(
+                directory, found, owner=os.getpid(), apiserver_args=extra
+            )
         finally:
             stack.callback(record.tear_down, directory)
         self.apiserver = next(
@@ -223,6 +240,35 @@ def measure(
     )
 
 
+def profile(
+    cluster: Cluster, pods: int, clients: int, into: Path, progress: Callable[[str], None]
+) -> None:
+    """One kube-apiserver CPU profile per engine, taken while ``pods`` more Pods are created."""
+    into.mkdir(parents=True, exist_ok=True)
+    seconds = 1
+    with _clients(cluster.plane, clients) as pool, kube.api_client(cluster.plane) as api:
+        for engine in ENGINES:
+            names = [f"profile-{i}" for i in range(pods)]
+            # The profile runs for a fixed time: first learn how long the Pods take, then
+            # profile while creating as many again (the profile's length is rounded up).
+            start = time.monotonic()
+            _create(pool, cluster.namespaces[engine], [f"time-{n}" for n in names], engine)
+            seconds = max(1, round(time.monotonic() - start))
+            progress(f"profiling kube-apiserver for {seconds} s: {pods} Pods, {engine}")
+            with concurrent.futures.ThreadPoolExecutor(1) as one:
+                taken = one.submit(
+                    api.get,
+                    "/debug/pprof/profile",
+                    params={"seconds": seconds},
+                    timeout=seconds + 30,
+                )
+                _create(pool, cluster.namespaces[engine], names, engine)
+                response = taken.result()
+            response.raise_for_status()
+            (into / f"{engine}.pprof").write_bytes(response.content)
+    progress(f"profiles written to {into}: `go tool pprof -top <file>`")
+
+
 def _machine(before: float) -> dict[str, str]:
     described = report.machine(REPO, None, None)
     keep = ("CPU", "Kernel", "Python", "Commit")
@@ -245,9 +291,18 @@ def main(argv: Sequence[str] | None = None, progress: Callable[[str], None] = _p
     load = os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory(prefix="bench-engines-") as tmp, ExitStack() as stack:
-            cluster = Cluster(stack, Path(tmp), progress)
+            cluster = Cluster(stack, Path(tmp), progress, profiling=args.profile is not None)
             run = measure(cluster, args.pods, args.clients, args.rounds, progress)
-    except (RuntimeError, TimeoutError, OSError, binaries.Missing, kube.KubectlError) as exc:
+            if args.profile is not None:
+                profile(cluster, args.pods, args.clients, args.profile, progress)
+    except (
+        RuntimeError,
+        TimeoutError,
+        OSError,
+        httpx.HTTPError,
+        binaries.Missing,
+        kube.KubectlError,
+    ) as exc:
         progress(f"error: {exc}")
         return 1
     run.command = command

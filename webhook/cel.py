@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from webhook import overrides, render
+from webhook import overrides, quantity, render
 from webhook.spec import (
     ANNOTATION_PREFIX,
     CONTAINER_NAME,
@@ -186,11 +186,13 @@ def _string(text: str) -> str:
     return " + ".join(parts)
 
 
-def literal(value: Any, type_name: str, *, maps: frozenset[str] = frozenset()) -> str:
-    """``value`` (render.py's JSON) as a typed CEL object under ``type_name`` (Object.spec...).
+def literal(value: Any) -> str:
+    """``value`` (render.py's JSON) as a CEL value: maps and lists, placeholders as variables.
 
-    ``maps`` names the fields whose values are maps with free keys (resources.limits), written
-    as CEL maps instead of typed objects."""
+    Maps, not typed objects (Object.spec.containers{...}): the API server checks a typed object's
+    field names on every evaluation and converts it through JSON, which costs each Pod more than
+    building the map (see BENCHMARKS.md, "Injection engines"). Each map value is dyn(): a map
+    literal must have values of one type."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -198,38 +200,34 @@ def literal(value: Any, type_name: str, *, maps: frozenset[str] = frozenset()) -
     if isinstance(value, str):
         return _string(value)
     if isinstance(value, list):
-        return "[" + ", ".join(literal(v, type_name, maps=maps) for v in value) + "]"
-    if type_name.rsplit(".", 1)[-1] in maps:
-        items = (f"{quote(k)}: {literal(v, type_name, maps=maps)}" for k, v in value.items())
-        return "{" + ", ".join(items) + "}"
+        return "[" + ", ".join(literal(v) for v in value) + "]"
     fields = []
     for key, item in value.items():
-        text = literal(item, f"{type_name}.{key}", maps=maps)
+        text = f"dyn({literal(item)})"
         condition = OPTIONAL_FIELDS.get(key)
         if condition:
-            fields.append(f"?{key}: {condition} ? optional.of({text}) : optional.none()")
+            fields.append(f"?{quote(key)}: {condition} ? optional.of({text}) : optional.none()")
         else:
-            fields.append(f"{key}: {text}")
-    return type_name + "{" + ", ".join(fields) + "}"
+            fields.append(f"{quote(key)}: {text}")
+    return "{" + ", ".join(fields) + "}"
 
 
 # Container fields render.py leaves out for some Pods, and when CEL includes them.
 OPTIONAL_FIELDS: Final = {"lifecycle": "variables.stopSleep > 0"}
 
 
-def container(type_name: str, *, native: bool) -> str:
+def container(*, native: bool) -> str:
     spec = placeholder_spec(native=native)
     rendered = render.sidecar_container(spec, STRS_BY_NAME["cluster"])
     rendered["lifecycle"]["preStop"]["sleep"]["seconds"] = 990005  # the Pod's stopSleep
-    return literal(rendered, type_name, maps=frozenset({"requests", "limits"}))
+    return literal(rendered)
 
 
 STRS_BY_NAME: Final = {name: key for key, name in STRS.items()}
 
 
 def volume() -> str:
-    rendered = render.config_volume(placeholder_spec(native=False))
-    return literal(rendered, "Object.spec.volumes")
+    return literal(render.config_volume(placeholder_spec(native=False)))
 
 
 def status() -> str:
@@ -316,24 +314,38 @@ def _cluster(defaults: SidecarSpec) -> str:
 # --- what the webhook refuses, in its order ----------------------------------------------------
 
 
-def problems(policy: Policy) -> list[tuple[str, str]]:
+def problems(policy: Policy, defaults: SidecarSpec | None = None) -> list[tuple[str, str]]:
     """CEL variables, each a list of the webhook's problems of one kind (AnnotationError first,
     then PolicyViolation, NameClash, PortClash: the webhook raises the first that has any)."""
     names = sorted(overrides.TABLE)
+    defaults = defaults or SidecarSpec()
+    # Most Pods carry no envoy-inject.io/* annotation: skip building their empty lists. Only
+    # defaults that conflict among themselves refuse every Pod (as the webhook does).
+    conflicts = " + ".join(_conflicts(defaults))
+    if not overrides.check_combinations({}, defaults):
+        conflicts = _when_overridden(conflicts)
     return [
-        ("invalid", " + ".join(invalid(name) for name in names)),
-        ("conflicts", " + ".join(_conflicts())),
-        ("forbidden", " + ".join(_forbidden(policy))),
+        ("invalid", _when_overridden(" + ".join(invalid(name) for name in names))),
+        ("conflicts", conflicts),
+        ("forbidden", _when_overridden(" + ".join(_forbidden(policy)))),
         ("nameClash", _name_clash()),
         ("portClash", _port_clash()),
     ]
+
+
+# Whether the Pod has any envoy-inject.io/* annotation (a variable of the policies).
+OVERRIDDEN: Final = f"variables.annotations.exists(k, k.startsWith({quote(ANNOTATION_PREFIX)}))"
+
+
+def _when_overridden(problems: str) -> str:
+    return f"!variables.overridden ? [] : ({problems})"
 
 
 def _compare(a: str, b: str) -> str:
     return f"quantity({a}).compareTo(quantity({b})) > 0"
 
 
-def _conflicts() -> list[str]:
+def _conflicts(defaults: SidecarSpec) -> list[str]:
     hold = (
         f"({given('hold-application')} && {ann('hold-application')} == 'true' && "
         f"{given('native-sidecar')} && {ann('native-sidecar')} == 'false' ? ["
@@ -352,8 +364,19 @@ def _conflicts() -> list[str]:
     found = [hold, ports]
     for kind in ("cpu", "memory"):
         request, limit = f"variables.{kind}Request", f"variables.{kind}Limit"
+        # Parsing quantities costs every Pod: compare only when an annotation set one of the
+        # two, unless the defaults themselves conflict (then every Pod is refused, as by the
+        # webhook).
+        default_request, default_limit = (
+            getattr(defaults.resources, f"{kind}_{which}") for which in ("request", "limit")
+        )
+        set_here = (
+            "true"
+            if quantity.parse(default_request) > quantity.parse(default_limit)
+            else f"({given(kind + '-request')} || {given(kind + '-limit')})"
+        )
         found.append(
-            f"({_compare(request, limit)} ? ["
+            f"({set_here} && {_compare(request, limit)} ? ["
             + quote(f"{ANNOTATION_PREFIX}{kind}-request ")
             + f" + {_repr(request)} + "
             + quote(f" is above the {kind} limit ")
@@ -434,7 +457,15 @@ def _port_clash() -> str:
         f"\"' declares port \" + string(p.containerPort) + ', where the Envoy sidecar listens (' "
         f"+ {where} + ')').join('; ')"
     )
-    return f"({_all_containers()}).map(c, {one}).filter(m, m != '')"
+    clash = (
+        "c.?ports.orValue([]).exists(p, p.?protocol.orValue('TCP') == 'TCP' && "
+        f"(p.containerPort == {p} || p.containerPort == {d}))"
+    )
+    # The messages are built only for a Pod that has a clash (few do).
+    return (
+        f"!({_all_containers()}).exists(c, {clash}) ? [] : "
+        f"({_all_containers()}).map(c, {one}).filter(m, m != '')"
+    )
 
 
 PORT_CLASH_ADVICE: Final = (

@@ -143,7 +143,8 @@ def _parse_all(given: Mapping[str, Any]) -> tuple[dict[str, Any], list[str], lis
     return values, problems, warnings
 
 
-def _check_combinations(values: Mapping[str, Any], spec: SidecarSpec) -> list[str]:
+def check_combinations(values: Mapping[str, Any], spec: SidecarSpec) -> list[str]:
+    """The problems of the final spec that no single value has alone (defaults included)."""
     problems = []
     if values.get("hold-application") and values.get("native-sidecar") is False:
         problems.append(
@@ -244,7 +245,7 @@ def _resolve(defaults: SidecarSpec, given: Mapping[str, Any], policy: Policy) ->
         )
         values = {k: v for k, v in values.items() if k not in PORT_KEYS}
     spec = _apply(defaults, values)
-    problems = _check_combinations(values, spec)
+    problems = check_combinations(values, spec)
     if problems:
         raise errors.AnnotationError(problems)
     violations = _check_policy(values, spec, policy)

@@ -3,13 +3,20 @@
 `render(defaults, policy, excluded)` returns six objects, from the same settings the webhook
 reads:
 - MutatingAdmissionPolicy ``envoy-injector`` and its binding: adds the sidecar, volume and status
-  annotation (JSON Patch written in CEL, pieces from cel.py) to a Pod that has no problem;
-- ValidatingAdmissionPolicy ``envoy-injector`` (binding: Deny): refuses the Pods the webhook
-  refuses, with the webhook's message;
+  annotation (JSON Patch written in CEL, pieces from cel.py) to a Pod that has no problem, and
+  only the label envoy-inject.io/refused to a Pod the webhook would refuse;
+- ValidatingAdmissionPolicy ``envoy-injector`` (binding: Deny, only Pods with that label):
+  refuses them with the webhook's message;
 - ValidatingAdmissionPolicy ``envoy-injector-warnings`` (binding: Warn): the webhook's warnings.
 
 The bindings select what the webhook configuration selects: labelled namespaces but not the
-system ones or the excluded ones, and not Pods labelled envoy-inject=disabled.
+system ones or the excluded ones, and not Pods labelled envoy-inject=disabled. The skips that
+selectors cannot express are a variable (``served``), not matchConditions.
+
+Why the shape: the API server converts the whole Pod for CEL once per evaluation step of each
+policy (match conditions, validations, messages, audit annotations, mutation), and that, not our
+CEL, is most of a policy's cost (profiles: BENCHMARKS.md, "Injection engines"). So no policy has
+matchConditions, and the refusing policy runs only on the Pods it refuses.
 """
 
 from __future__ import annotations
@@ -20,9 +27,15 @@ from typing import Any, Final
 import yaml
 
 from webhook import cel, inject, overrides
-from webhook.spec import INJECT_LABEL, STATUS_ANNOTATION, Policy, SidecarSpec
+from webhook.spec import ANNOTATION_PREFIX, INJECT_LABEL, STATUS_ANNOTATION, Policy, SidecarSpec
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
+# The mutating policy marks a Pod it leaves uninjected because the webhook would refuse it; only
+# such Pods are selected for the refusing policy. Every policy the API server runs on a Pod costs
+# a conversion of the whole Pod per evaluation step, so valid Pods (nearly all) skip it. The
+# label never outlives admission: every Pod that carries it is refused, since the refusing policy
+# checks the Pod itself, not the label.
+REFUSAL_LABEL: Final = ANNOTATION_PREFIX + "refused"
 NAME: Final = "envoy-injector"
 WARNINGS: Final = "envoy-injector-warnings"
 LABELS: Final = {
@@ -64,17 +77,23 @@ def match_resources(excluded: Collection[str]) -> JSONDict:
     }
 
 
-def _skips() -> list[JSONDict]:
-    return [
-        {"name": f"not-{reason.replace('_', '-')}", "expression": expression}
-        for reason, expression in cel.SKIPS.items()
-    ]
+def served() -> str:
+    """CEL: true unless the webhook would skip the Pod for a reason selectors cannot express.
+
+    A variable, not matchConditions: the API server converts the whole Pod for CEL once per
+    evaluation step, and matchConditions are a step of their own (one more conversion per Pod
+    and policy; see BENCHMARKS.md, "Injection engines")."""
+    return " && ".join(f"({expression})" for expression in cel.SKIPS.values())
 
 
 def variables(defaults: SidecarSpec, policy: Policy) -> list[JSONDict]:
-    found = [("annotations", "object.metadata.?annotations.orValue({})")]
+    found = [
+        ("annotations", "object.metadata.?annotations.orValue({})"),
+        ("served", served()),
+        ("overridden", cel.OVERRIDDEN),
+    ]
     found += cel.values(defaults)
-    found += cel.problems(policy)
+    found += cel.problems(policy, defaults)
     found.append(
         (
             "ok",
@@ -90,14 +109,21 @@ def variables(defaults: SidecarSpec, policy: Policy) -> list[JSONDict]:
 def _patch() -> str:
     """The JSON Patch: container (native: first init container), volume, status annotation.
     Absent arrays and maps are added first: JSON Patch cannot append to what is not there."""
-    init = cel.container("Object.spec.initContainers", native=True)
-    regular = cel.container("Object.spec.containers", native=False)
+    init = cel.container(native=True)
+    regular = cel.container(native=False)
     volume = cel.volume()
     status_key = f"jsonpatch.escapeKey({cel.quote(STATUS_ANNOTATION)})"
+    refusal_key = f"jsonpatch.escapeKey({cel.quote(REFUSAL_LABEL)})"
     # Absent arrays are added empty first, then the item: a list of typed objects as a patch
     # value panics kube-apiserver 1.36.3 (cel-go's list ConvertToNative to structpb.Value).
     return (
-        "!variables.ok ? [] :\n"
+        "!variables.served ? [] :\n"
+        # A Pod the webhook would refuse is left uninjected and marked for the refusing policy.
+        "!variables.ok ? (\n"
+        "  (has(object.metadata.labels) ? [] :\n"
+        "    [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}]) +\n"
+        f"  [JSONPatch{{op: 'add', path: '/metadata/labels/' + {refusal_key}, value: 'true'}}]\n"
+        ") :\n"
         "(variables.native ? (\n"
         "  (has(object.spec.initContainers) ? [] :\n"
         "    [JSONPatch{op: 'add', path: '/spec/initContainers', value: []}]) +\n"
@@ -124,7 +150,6 @@ def mutating(defaults: SidecarSpec, policy: Policy) -> JSONDict:
             # Once per Pod, as the webhook: a second run could only be a no-op (status annotation).
             "reinvocationPolicy": "Never",
             "matchConstraints": _PODS,
-            "matchConditions": _skips(),
             "variables": variables(defaults, policy),
             "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": _patch()}}],
         },
@@ -157,7 +182,7 @@ def validating(defaults: SidecarSpec, policy: Policy) -> JSONDict:
     )
     for name, message, reason in kinds:
         # Only when every earlier kind is empty, as the webhook stops at the first.
-        condition = " || ".join([*earlier, f"variables.{name}.size() == 0"])
+        condition = " || ".join(["!variables.served", *earlier, f"variables.{name}.size() == 0"])
         validations.append(_validation(condition, message, reason))
         earlier.append(f"variables.{name}.size() > 0")
     return {
@@ -167,7 +192,6 @@ def validating(defaults: SidecarSpec, policy: Policy) -> JSONDict:
         "spec": {
             "failurePolicy": "Fail",
             "matchConstraints": _PODS,
-            "matchConditions": _skips(),
             "variables": variables(defaults, policy),
             "validations": validations,
         },
@@ -179,9 +203,12 @@ def warnings() -> JSONDict:
     port overrides without a config map. Validation runs after mutation, so an injected Pod is
     the one that now carries the status annotation."""
     unknown, text = cel.unknown_warning()
-    validations = [_validation(f"{unknown}.size() == 0", text)]
+    passed = "!variables.injected || "  # only an injected Pod is warned about (no matchConditions)
+    validations = [_validation(f"{passed}{unknown}.size() == 0", text)]
     validations += [
-        _validation(cel.ignored_port_warning(name), cel.quote(cel.ignored_port_text(name)))
+        _validation(
+            f"{passed}{cel.ignored_port_warning(name)}", cel.quote(cel.ignored_port_text(name))
+        )
         for name in overrides.PORT_KEYS
     ]
     injected = cel.SKIPS["already_injected"].removeprefix("!")
@@ -192,31 +219,49 @@ def warnings() -> JSONDict:
         "spec": {
             "failurePolicy": "Ignore",  # a warning must never stop a Pod
             "matchConstraints": _PODS,
-            "matchConditions": [{"name": "injected", "expression": injected}],
-            "variables": [{"name": "annotations", "expression": "object.metadata.annotations"}],
+            "variables": [
+                {"name": "annotations", "expression": "object.metadata.?annotations.orValue({})"},
+                {"name": "injected", "expression": injected},
+            ],
             "validations": validations,
         },
     }
 
 
-def _binding(kind: str, name: str, excluded: Collection[str], **extra: Any) -> JSONDict:
+def _binding(kind: str, name: str, match: JSONDict, **extra: Any) -> JSONDict:
     return {
         "apiVersion": API_VERSION,
         "kind": kind,
         "metadata": _meta(name),
-        "spec": {"policyName": name, "matchResources": match_resources(excluded), **extra},
+        "spec": {"policyName": name, "matchResources": match, **extra},
     }
+
+
+def refusal_match(excluded: Collection[str]) -> JSONDict:
+    """The refusing policy's selectors: the mutating policy's, and only Pods it marked."""
+    match = match_resources(excluded)
+    marked = {"key": REFUSAL_LABEL, "operator": "Exists"}
+    match["objectSelector"]["matchExpressions"].append(marked)
+    return match
 
 
 def render(defaults: SidecarSpec, policy: Policy, excluded: Collection[str]) -> list[JSONDict]:
     return [
         mutating(defaults, policy),
-        _binding("MutatingAdmissionPolicyBinding", NAME, excluded),
+        _binding("MutatingAdmissionPolicyBinding", NAME, match_resources(excluded)),
         validating(defaults, policy),
-        _binding("ValidatingAdmissionPolicyBinding", NAME, excluded, validationActions=["Deny"]),
+        _binding(
+            "ValidatingAdmissionPolicyBinding",
+            NAME,
+            refusal_match(excluded),
+            validationActions=["Deny"],
+        ),
         warnings(),
         _binding(
-            "ValidatingAdmissionPolicyBinding", WARNINGS, excluded, validationActions=["Warn"]
+            "ValidatingAdmissionPolicyBinding",
+            WARNINGS,
+            match_resources(excluded),
+            validationActions=["Warn"],
         ),
     ]
 

@@ -23,6 +23,7 @@ import yaml
 from tests.e2e.conftest import REPO, SIDECAR, WEBHOOK, Injector, containers, pod
 from tests.support import admission_cases, server
 from tests.support.cluster import kube
+from webhook import policies
 
 ENGINE: Final = "e2e-engine"
 POLICY_KINDS: Final = {
@@ -167,6 +168,24 @@ def test_a_bad_annotation_is_refused_by_both_with_the_same_message_kubectl_print
         "envoy-inject.io/cpu-limit: 'lots' is invalid; expected a Kubernetes quantity"
         in (messages[0])
     )
+
+
+def test_the_refusal_mark_only_selects_a_pod_for_the_check_and_never_refuses_it_alone(
+    two_namespaces: tuple[str, str], api: httpx.Client
+) -> None:
+    """The mutating policy labels a Pod it would refuse; a valid Pod that carries the label
+    (a user's, or copied from a refused manifest) is injected as by the webhook."""
+    marked = pod("marked", labels={policies.REFUSAL_LABEL: "true"})
+    by_webhook, by_policy = compare(api, *two_namespaces, admission_cases.Case("marked", marked))
+    assert "pod" in by_webhook, by_webhook
+    assert by_policy == by_webhook
+    assert SIDECAR in containers(by_policy["pod"])
+    # A Pod with a problem and no label of its own is refused by the policy (the mark is added
+    # by the mutating policy, not by the user).
+    bad = pod("unmarked", annotations={"envoy-inject.io/admin-port": "0"})
+    by_webhook, by_policy = compare(api, *two_namespaces, admission_cases.Case("bad", bad))
+    assert "refused" in by_policy, by_policy
+    assert by_policy == by_webhook
 
 
 def test_both_engines_bound_at_once_never_give_two_sidecars(

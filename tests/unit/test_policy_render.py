@@ -14,7 +14,7 @@ import yaml
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR
 from webhook import cel, inject, overrides, policies, render
-from webhook.spec import Policy, SidecarSpec
+from webhook.spec import Policy, Resources, SidecarSpec
 
 
 def rendered(defaults: SidecarSpec | None = None, policy: Policy | None = None) -> list[dict]:  # type: ignore[type-arg]
@@ -34,10 +34,10 @@ def test_the_accepted_form_is_the_webhook_parsers_own_words(name: str) -> None:
 
 @pytest.mark.parametrize("native", [False, True], ids=["container", "init-container"])
 def test_every_field_of_the_rendered_sidecar_is_in_the_cel_container(native: bool) -> None:
-    text = cel.container("Object.spec.containers", native=native)
+    text = cel.container(native=native)
     container = render.sidecar_container(SidecarSpec(native=native), "web")
     for key in container:
-        assert re.search(rf"[{{,] ?\??{key}: ", text), key
+        assert re.search(rf'[{{,] ?\??"{key}": ', text), key
     assert "__cel_" not in text
     assert not re.search(r"99000\d", text), "a placeholder was left as a number"
 
@@ -96,17 +96,38 @@ def test_excluded_namespaces_are_never_selected() -> None:
     assert set(names["values"]) == set(inject.SYSTEM_NAMESPACES) | {"legacy", "envoy-injector"}
 
 
-def test_every_skip_reason_is_a_selector_or_a_match_condition() -> None:
+def test_every_skip_reason_is_a_selector_or_guards_every_policy_step() -> None:
     by_selector = {
         inject.SkipReason.NOT_POD_CREATE,  # matchConstraints: CREATE of pods
         inject.SkipReason.EXCLUDED_NAMESPACE,  # namespaceSelector
         inject.SkipReason.LABEL_DISABLED,  # objectSelector
     }
     assert set(cel.SKIPS) == {str(r) for r in inject.SkipReason} - {str(r) for r in by_selector}
-    conditions = [
-        c["name"] for c in policies.mutating(SidecarSpec(), Policy())["spec"]["matchConditions"]
+    mutating, _, validating, *_ = rendered()
+    for policy in (mutating, validating):
+        (served,) = [v for v in policy["spec"]["variables"] if v["name"] == "served"]
+        for expression in cel.SKIPS.values():
+            assert f"({expression})" in served["expression"]
+        assert "matchConditions" not in policy["spec"]  # one conversion of the Pod fewer
+    (mutation,) = mutating["spec"]["mutations"]
+    assert mutation["jsonPatch"]["expression"].startswith("!variables.served ? [] :")
+    for validation in validating["spec"]["validations"]:
+        assert validation["expression"].startswith("!variables.served || ")
+
+
+def test_only_pods_the_mutating_policy_marks_are_selected_for_refusal() -> None:
+    objects = rendered()
+    (mutation,) = objects[0]["spec"]["mutations"]
+    patch = mutation["jsonPatch"]["expression"]
+    # The mark is added exactly when the Pod is served but has a problem (not ok).
+    assert "!variables.served ? [] :\n!variables.ok ? (" in patch
+    assert cel.quote(policies.REFUSAL_LABEL) in patch.split(") :\n")[0]
+    deny, warn = objects[3]["spec"]["matchResources"], objects[5]["spec"]["matchResources"]
+    assert {"key": policies.REFUSAL_LABEL, "operator": "Exists"} in deny["objectSelector"][
+        "matchExpressions"
     ]
-    assert conditions == [f"not-{r.replace('_', '-')}" for r in cel.SKIPS]
+    # The warnings policy sees every Pod the mutating policy sees.
+    assert warn == objects[1]["spec"]["matchResources"]
 
 
 def test_an_override_the_operator_forbids_is_refused_with_the_webhooks_words() -> None:
@@ -135,3 +156,13 @@ def test_the_operators_defaults_reach_the_cel() -> None:
 def test_a_native_default_makes_every_pod_native() -> None:
     (native,) = [v for n, v in cel.values(SidecarSpec(native=True)) if n == "native"]
     assert native.endswith("variables.job || true)")
+
+
+def test_a_pod_without_overrides_skips_the_annotation_checks_unless_the_defaults_conflict() -> None:
+    found = dict(cel.problems(Policy(), SidecarSpec()))
+    for name in ("invalid", "conflicts", "forbidden"):
+        assert found[name].startswith("!variables.overridden ? [] : "), name
+    clashing = SidecarSpec(resources=Resources(cpu_request="2", cpu_limit="1"))
+    assert overrides.check_combinations({}, clashing)  # the webhook refuses every Pod
+    conflicts = dict(cel.problems(Policy(), clashing))["conflicts"]
+    assert not conflicts.startswith("!variables.overridden")
