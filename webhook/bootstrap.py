@@ -34,7 +34,8 @@ _HCM: Final = (
     ".HttpConnectionManager"
 )
 
-# Today's manifests/sidecar/envoy-config.yaml; the ports here are placeholders (see above).
+# The same as the shipped config's ``bootstrap:`` (manifests/injector/configmap.yaml, the chart's
+# values.yaml), so a config without one gets what ships; the ports are placeholders (see above).
 DEFAULT_TEMPLATE: Final[Mapping[str, Any]] = {
     "admin": {"address": {"socket_address": {"address": LOOPBACK, "port_value": 9901}}},
     "static_resources": {

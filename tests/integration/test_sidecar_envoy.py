@@ -1,6 +1,7 @@
 """The injected container, run for real: the exact command and args the injector produced
-(paths remapped to a temp dir, ports to free ones) with the shipped sample config, carrying a
-request from the proxy port to a small app on loopback."""
+(paths remapped to a temp dir, ports to free ones) with the Envoy config the controller writes
+from the shipped operator config, carrying a request from the proxy port to a small app on
+loopback."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.manifests import documents
 from tests.support.envoy import envoy_binary, free_port
 from webhook import settings
 from webhook.cli import inject_documents
@@ -83,8 +85,7 @@ def app_port() -> Iterator[int]:
 
 
 def _remapped_config(tmp: Path, *, proxy: int, app: int, admin: int) -> Path:
-    (configmap,) = [d for d in yaml.safe_load_all((SIDECAR / "envoy-config.yaml").read_text()) if d]
-    config = yaml.safe_load(configmap["data"]["envoy.yaml"])
+    config = yaml.safe_load(documents.delivered_envoy_config().data["envoy.yaml"])
     config["admin"]["address"]["socket_address"]["port_value"] = admin
     (listener,) = config["static_resources"]["listeners"]
     assert listener["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 10000}

@@ -4,6 +4,9 @@
 - :func:`load_file` parses every YAML document of one file (empty documents dropped);
 - :func:`objects` loads every Kubernetes object of a directory, tagged with its file;
 - :func:`find` / :func:`one` pick objects by kind and name;
+- :func:`injector_config_text` is the shipped operator config file, and
+  :func:`delivered_envoy_config` what the controller writes from it into every labelled
+  namespace (the walk-through ships no Envoy configuration of its own);
 - :func:`pod_templates` yields the Pod spec of every workload (Deployment, Job, CronJob, Pod);
 - :func:`restricted_violations` lists how a Pod spec breaks the ``restricted`` Pod Security
   Standard;
@@ -24,7 +27,9 @@ from typing import Any, Final
 
 import pytest
 
+from controller import config
 from tests.support import k8s
+from webhook import reconcile
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 MANIFESTS: Final = ROOT / "manifests"
@@ -87,6 +92,20 @@ def one(manifests: list[Manifest], kind: str, name: str | None = None) -> Object
     if len(found) != 1:
         pytest.fail(f"expected exactly one {kind} {name or ''}, found {len(found)}")
     return found[0]
+
+
+def injector_config_text() -> str:
+    """The operator's config file as shipped: ConfigMap ``envoy-injector-config``, key
+    ``config.yaml``."""
+    config_map = one(objects(INJECTOR), "ConfigMap", "envoy-injector-config")
+    text: str = config_map["data"]["config.yaml"]
+    return text
+
+
+def delivered_envoy_config() -> reconcile.Target:
+    """The ConfigMap (name and data) the shipped controller writes into every labelled
+    namespace, made by the controller's own code from the shipped config file."""
+    return config.target_from_config(injector_config_text(), own_namespace="envoy-injector")
 
 
 def pod_spec(obj: Object) -> Object | None:

@@ -3,7 +3,8 @@
 Everything goes through the public interfaces a cluster uses: the ``envoy-injector`` console
 script (the image's ENTRYPOINT) and its argument parser. The sidecar example is injected offline
 with ``envoy-injector inject`` (the webhook's own code path) using the shipped ConfigMap's
-``config.yaml``, and the result must fit the example's Service and Envoy ConfigMap.
+``config.yaml``, and the result must fit the example's Service and the Envoy ConfigMap the
+controller writes into its namespace.
 """
 
 from __future__ import annotations
@@ -135,12 +136,15 @@ def test_injected_sidecar_listens_where_the_demo_service_sends_traffic(
     assert port["name"] in container_ports
 
 
-def test_injected_sidecar_reads_the_demo_envoy_config(injected_demo: Object) -> None:
+def test_injected_sidecar_reads_the_config_map_the_controller_delivers(
+    injected_demo: Object,
+) -> None:
     pod = injected_pod(injected_demo)
     sidecar = documents.container(pod, "envoy-sidecar")
     config_path = Path(documents.flag_values(sidecar["args"])["--config-path"])
     (mount,) = [m for m in sidecar["volumeMounts"] if Path(m["mountPath"]) == config_path.parent]
     (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
-    config_map = documents.one(SIDECAR_OBJECTS, "ConfigMap", volume["configMap"]["name"])
+    delivered = documents.delivered_envoy_config()
+    assert volume["configMap"]["name"] == delivered.name
     items = {i["path"]: i["key"] for i in volume["configMap"].get("items", [])}
-    assert items.get(config_path.name, config_path.name) in config_map["data"]
+    assert items.get(config_path.name, config_path.name) in delivered.data

@@ -15,6 +15,7 @@ import yaml
 
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR, ROOT, Object
+from webhook import bootstrap
 
 OBJECTS: Final = documents.objects(INJECTOR)
 NAMESPACE: Final = "envoy-injector"
@@ -174,10 +175,13 @@ def test_e2e_script_builds_and_waits_for_the_shipped_names() -> None:
         f'image="{IMAGE}"',
         "job/envoy-injector-certs",
         "deployment/envoy-injector",
+        "deployment/envoy-injector-controller",
         "mutatingwebhookconfiguration envoy-injector",
         "manifests/injector",
         "manifests/sidecar",
         "deployment/demo-app",
+        "configmap envoy-config",
+        "envoy-injector-controller",
         "envoy-sidecar",
     ):
         assert needle in script
@@ -193,9 +197,9 @@ def test_injector_readme_names_what_the_manifests_name() -> None:
 def test_injector_config_map_holds_the_documented_defaults_and_policy() -> None:
     config_map = documents.one(OBJECTS, "ConfigMap", "envoy-injector-config")
     config = yaml.safe_load(config_map["data"]["config.yaml"])
-    # The Envoy bootstrap the controller writes is today's sidecar example, word for word.
-    demo = documents.one(documents.objects(documents.SIDECAR), "ConfigMap", "envoy-config")
-    assert config.pop("bootstrap") == yaml.safe_load(demo["data"]["envoy.yaml"])
+    # The Envoy bootstrap the controller writes is the built-in default, word for word, so a
+    # config without `bootstrap:` gives every namespace the same file as the shipped one.
+    assert config.pop("bootstrap") == bootstrap.DEFAULT_TEMPLATE
     assert config == {
         "sidecar": {
             "image": "envoyproxy/envoy:v1.40.0",

@@ -1,8 +1,9 @@
 """The plain sidecar example (manifests/sidecar) fits the injector's defaults and really proxies.
 
-Its Envoy configuration passes ``envoy --mode validate`` with the real binary, and carries a
-request from the listener to a small HTTP app on loopback (ports remapped to free ones, nothing
-else changed).
+The walk-through ships no Envoy configuration: its labelled namespace gets the ConfigMap the
+controller writes from the shipped operator config, and that configuration passes ``envoy --mode
+validate`` with the real binary, and carries a request from the listener to a small HTTP app on
+loopback (ports remapped to free ones, nothing else changed).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import yaml
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR, SIDECAR, Object
 from tests.support import envoy
+from webhook import reconcile
 
 OBJECTS: Final = documents.objects(SIDECAR)
 APP_TEXT: Final = b"hello from the test app"
@@ -33,8 +35,8 @@ def sidecar_defaults() -> dict[str, Any]:
 
 
 def envoy_config() -> Object:
-    config_map = documents.one(OBJECTS, "ConfigMap", "envoy-config")
-    config: Object = yaml.safe_load(config_map["data"]["envoy.yaml"])
+    """The ``envoy.yaml`` the controller writes into the walk-through's namespace."""
+    config: Object = yaml.safe_load(documents.delivered_envoy_config().data["envoy.yaml"])
     return config
 
 
@@ -92,9 +94,25 @@ def test_service_sends_traffic_to_the_sidecar_port_not_the_app() -> None:
     assert service["spec"]["selector"] == {"app": "demo-app"}
 
 
-def test_envoy_config_is_the_config_map_the_injector_mounts_by_default() -> None:
-    config_map = documents.one(OBJECTS, "ConfigMap", sidecar_defaults()["configMap"])
-    assert set(config_map["data"]) == {"envoy.yaml"}
+def test_the_walk_through_ships_no_config_map_the_controller_writes() -> None:
+    """Applying it after the injector must not take over or fight the controller's ConfigMap."""
+    assert documents.find(OBJECTS, "ConfigMap") == []
+    assert not [
+        m for m in OBJECTS if reconcile.MANAGED_BY_LABEL in m.obj["metadata"].get("labels", {})
+    ]
+
+
+def test_the_controller_delivers_the_config_map_the_injector_mounts_by_default() -> None:
+    delivered = documents.delivered_envoy_config()
+    assert delivered.name == sidecar_defaults()["configMap"]
+    assert set(delivered.data) == {"envoy.yaml"}
+    namespace = documents.one(OBJECTS, "Namespace", "demo")
+    configmaps = documents.find(OBJECTS, "ConfigMap")
+    (action,) = reconcile.plan([namespace], configmaps, delivered)
+    assert isinstance(action, reconcile.Create)  # neither a conflict nor nothing to do
+    assert action.namespace == "demo"
+    assert action.body["metadata"]["name"] == sidecar_defaults()["configMap"]
+    assert action.body["data"] == dict(delivered.data)
 
 
 def test_envoy_listens_on_the_proxy_port_and_keeps_admin_on_loopback() -> None:
@@ -119,8 +137,7 @@ def test_envoy_routes_to_the_app_on_loopback() -> None:
 @pytest.mark.envoy
 def test_envoy_config_passes_envoy_validate(tmp_path: Path) -> None:
     path = tmp_path / "envoy.yaml"
-    config_map = documents.one(OBJECTS, "ConfigMap", "envoy-config")
-    path.write_text(config_map["data"]["envoy.yaml"])
+    path.write_text(documents.delivered_envoy_config().data["envoy.yaml"])
     envoy.validate_config(path)
 
 
