@@ -17,6 +17,7 @@ What is written here is what varies per Pod, one named piece each:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -216,9 +217,17 @@ def literal(value: Any) -> str:
 OPTIONAL_FIELDS: Final = {"lifecycle": "variables.stopSleep > 0"}
 
 
-def container(*, native: bool) -> str:
-    spec = placeholder_spec(native=native)
-    rendered = render.sidecar_container(spec, STRS_BY_NAME["cluster"])
+def _spec(native: bool, defaults: SidecarSpec | None) -> SidecarSpec:
+    if defaults is None:
+        return placeholder_spec(native=native)
+    return dataclasses.replace(defaults, native=native)
+
+
+def container(*, native: bool, defaults: SidecarSpec | None = None) -> str:
+    """The sidecar container as CEL. With ``defaults``: for a Pod without override annotations,
+    whose only per-Pod values are the service cluster and the preStop sleep. Everything else is
+    then a constant, which the API server computes once, when it compiles the policy."""
+    rendered = render.sidecar_container(_spec(native, defaults), STRS_BY_NAME["cluster"])
     rendered["lifecycle"]["preStop"]["sleep"]["seconds"] = 990005  # the Pod's stopSleep
     return literal(rendered)
 
@@ -226,13 +235,13 @@ def container(*, native: bool) -> str:
 STRS_BY_NAME: Final = {name: key for key, name in STRS.items()}
 
 
-def volume() -> str:
-    return literal(render.config_volume(placeholder_spec(native=False)))
+def volume(defaults: SidecarSpec | None = None) -> str:
+    return literal(render.config_volume(_spec(False, defaults)))
 
 
-def status() -> str:
-    native = _string(render.status(placeholder_spec(native=True)))
-    regular = _string(render.status(placeholder_spec(native=False)))
+def status(defaults: SidecarSpec | None = None) -> str:
+    native = _string(render.status(_spec(True, defaults)))
+    regular = _string(render.status(_spec(False, defaults)))
     return f"variables.native ? {native} : {regular}"
 
 
@@ -263,10 +272,11 @@ def values(defaults: SidecarSpec) -> list[tuple[str, str]]:
         ("logLevel", _value("log-level", quote(defaults.log_level))),
         ("concurrency", _value("concurrency", str(defaults.concurrency))),
         ("labels", f"{pod_meta}.?labels.orValue({{}})"),
-        ("owner", f"{owners}.filter(o, o.?name.orValue('') != '')"),
+        ("owners", owners),  # computed once, read by owner and job
+        ("owner", "variables.owners.filter(o, o.?name.orValue('') != '')"),
         ("cluster", _cluster(defaults)),
         # A Job's Pod gets the native sidecar (a regular one would keep the Pod running).
-        ("job", f"{owners}.exists(o, o.?kind.orValue('') == 'Job')"),
+        ("job", "variables.owners.exists(o, o.?kind.orValue('') == 'Job')"),
         (
             "native",
             f"({given('hold-application')} && {ann('hold-application')} == 'true') || "
@@ -328,6 +338,7 @@ def problems(policy: Policy, defaults: SidecarSpec | None = None) -> list[tuple[
         ("invalid", _when_overridden(" + ".join(invalid(name) for name in names))),
         ("conflicts", conflicts),
         ("forbidden", _when_overridden(" + ".join(_forbidden(policy)))),
+        ("allContainers", ALL_CONTAINERS),
         ("nameClash", _name_clash()),
         ("portClash", _port_clash()),
     ]
@@ -426,7 +437,10 @@ def _forbidden(policy: Policy) -> list[str]:
 
 
 def _all_containers() -> str:
-    return "object.spec.containers + object.spec.?initContainers.orValue([])"
+    return "variables.allContainers"  # see problems(): the list is built once per Pod
+
+
+ALL_CONTAINERS: Final = "object.spec.containers + object.spec.?initContainers.orValue([])"
 
 
 def _name_clash() -> str:
@@ -438,6 +452,7 @@ def _name_clash() -> str:
     )
     c, v = f"a container named {CONTAINER_NAME!r}", f"a volume named {VOLUME_NAME!r}"
     return (
+        f"!{container_taken} && !{volume_taken} ? [] : "  # the common case: scan each list once
         f"{container_taken} && {volume_taken} ? "
         f"[{quote('the Pod already has ' + c + ' and ' + v + tail)}] : "
         f"{container_taken} ? [{quote('the Pod already has ' + c + tail)}] : "

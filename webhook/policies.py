@@ -21,7 +21,7 @@ matchConditions, and the refusing policy runs only on the Pods it refuses.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any, Final
 
 import yaml
@@ -106,12 +106,19 @@ def variables(defaults: SidecarSpec, policy: Policy) -> list[JSONDict]:
     return [{"name": name, "expression": expression} for name, expression in found]
 
 
-def _patch() -> str:
+def _by_overrides(piece: Callable[[SidecarSpec | None], str], defaults: SidecarSpec) -> str:
+    """A Pod without override annotations gets the piece with the defaults written in as
+    constants; only a Pod with some pays for building it from the per-Pod variables."""
+    return f"(variables.overridden ? ({piece(None)}) : ({piece(defaults)}))"
+
+
+def _patch(defaults: SidecarSpec) -> str:
     """The JSON Patch: container (native: first init container), volume, status annotation.
     Absent arrays and maps are added first: JSON Patch cannot append to what is not there."""
-    init = cel.container(native=True)
-    regular = cel.container(native=False)
-    volume = cel.volume()
+    init = _by_overrides(lambda d: cel.container(native=True, defaults=d), defaults)
+    regular = _by_overrides(lambda d: cel.container(native=False, defaults=d), defaults)
+    volume = _by_overrides(cel.volume, defaults)
+    status = _by_overrides(cel.status, defaults)
     status_key = f"jsonpatch.escapeKey({cel.quote(STATUS_ANNOTATION)})"
     refusal_key = f"jsonpatch.escapeKey({cel.quote(REFUSAL_LABEL)})"
     # Absent arrays are added empty first, then the item: a list of typed objects as a patch
@@ -135,7 +142,7 @@ def _patch() -> str:
         "(has(object.metadata.annotations) ? [] :\n"
         "  [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +\n"
         "[JSONPatch{op: 'add', path: '/metadata/annotations/' + "
-        f"{status_key}, value: {cel.status()}}}]"
+        f"{status_key}, value: {status}}}]"
     )
 
 
@@ -151,7 +158,9 @@ def mutating(defaults: SidecarSpec, policy: Policy) -> JSONDict:
             "reinvocationPolicy": "Never",
             "matchConstraints": _PODS,
             "variables": variables(defaults, policy),
-            "mutations": [{"patchType": "JSONPatch", "jsonPatch": {"expression": _patch()}}],
+            "mutations": [
+                {"patchType": "JSONPatch", "jsonPatch": {"expression": _patch(defaults)}}
+            ],
         },
     }
 
