@@ -20,6 +20,7 @@ from webhook.spec import (
     RESOURCE_OVERRIDES,
     STATUS_ANNOTATION,
     VOLUME_NAME,
+    WARNED_LABEL,
     Policy,
     SidecarSpec,
 )
@@ -245,9 +246,14 @@ def _rendered(
     ops = patch.fill(slots[0], [container])
     ops += patch.fill(slots[1], [render.config_volume(spec)])
     ops += patch.fill(slots[2], {STATUS_ANNOTATION: render.status(spec)})
-    if base:
-        ops = [{**op, "path": base + op["path"]} for op in ops]
-    return patch.encode(ops)
+    return patch.encode(_under(base, ops))
+
+
+def _under(base: str, ops: list[PatchOp]) -> list[PatchOp]:
+    """``ops`` moved below ``base`` (a workload's pod template)."""
+    if not base:
+        return ops
+    return [{**op, "path": base + op["path"]} for op in ops]
 
 
 @dataclass(frozen=True)
@@ -304,4 +310,18 @@ def plan(
             spec = dataclasses.replace(spec, resources=fitted.resources)
         warnings += fitted.warnings
     encoded = sidecar_patch(pod, spec, prefix=prefix, fallback_cluster=fallback_cluster)
+    if warnings and encoded.count:
+        encoded = _marked_warned(pod, encoded, prefix)
     return Plan(decision, encoded, warnings)
+
+
+def _marked_warned(
+    pod: Mapping[str, Any], encoded: patch.Encoded, prefix: Sequence[str | int]
+) -> patch.Encoded:
+    """The patch, plus the label WARNED_LABEL (kept as it is when the Pod has it already)."""
+    if WARNED_LABEL in _map(_map(pod, "metadata"), "labels"):
+        return encoded
+    slot = patch.map_slot(pod, ("metadata", "labels"), (WARNED_LABEL,))
+    base = patch.pointer(*prefix) if prefix else ""
+    label = _under(base, patch.fill(slot, {WARNED_LABEL: "true"}))
+    return patch.encode([*encoded.ops(), *label])

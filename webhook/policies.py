@@ -27,7 +27,14 @@ from typing import Any, Final
 import yaml
 
 from webhook import cel, inject, overrides
-from webhook.spec import ANNOTATION_PREFIX, INJECT_LABEL, STATUS_ANNOTATION, Policy, SidecarSpec
+from webhook.spec import (
+    ANNOTATION_PREFIX,
+    INJECT_LABEL,
+    STATUS_ANNOTATION,
+    WARNED_LABEL,
+    Policy,
+    SidecarSpec,
+)
 
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
 # The mutating policy marks a Pod it leaves uninjected because the webhook would refuse it; only
@@ -94,6 +101,7 @@ def variables(defaults: SidecarSpec, policy: Policy) -> list[JSONDict]:
     ]
     found += cel.values(defaults)
     found += cel.problems(policy, defaults)
+    found.append(("warned", warned()))
     found.append(
         (
             "ok",
@@ -104,6 +112,26 @@ def variables(defaults: SidecarSpec, policy: Policy) -> list[JSONDict]:
         )
     )
     return [{"name": name, "expression": expression} for name, expression in found]
+
+
+def warned() -> str:
+    """CEL: true when the webhook would warn about the Pod (and so label it WARNED_LABEL)."""
+    unknown, _ = cel.unknown_warning()
+    ignored = " || ".join(f"!({cel.ignored_port_warning(name)})" for name in overrides.PORT_KEYS)
+    return f"variables.overridden && ({unknown}.size() > 0 || {ignored})"
+
+
+def _label(key: str, *, unless_present: bool) -> str:
+    """JSON Patch ops (CEL) that add the label ``key``: "true", creating the labels first."""
+    escaped = f"jsonpatch.escapeKey({cel.quote(key)})"
+    add = f"[JSONPatch{{op: 'add', path: '/metadata/labels/' + {escaped}, value: 'true'}}]"
+    if unless_present:
+        add = f"({cel.quote(key)} in variables.labels ? [] : {add})"
+    return (
+        "(has(object.metadata.labels) ? [] :\n"
+        "    [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}]) +\n"
+        f"  {add}"
+    )
 
 
 def _by_overrides(piece: Callable[[SidecarSpec | None], str], defaults: SidecarSpec) -> str:
@@ -120,17 +148,12 @@ def _patch(defaults: SidecarSpec) -> str:
     volume = _by_overrides(cel.volume, defaults)
     status = _by_overrides(cel.status, defaults)
     status_key = f"jsonpatch.escapeKey({cel.quote(STATUS_ANNOTATION)})"
-    refusal_key = f"jsonpatch.escapeKey({cel.quote(REFUSAL_LABEL)})"
     # Absent arrays are added empty first, then the item: a list of typed objects as a patch
     # value panics kube-apiserver 1.36.3 (cel-go's list ConvertToNative to structpb.Value).
     return (
         "!variables.served ? [] :\n"
         # A Pod the webhook would refuse is left uninjected and marked for the refusing policy.
-        "!variables.ok ? (\n"
-        "  (has(object.metadata.labels) ? [] :\n"
-        "    [JSONPatch{op: 'add', path: '/metadata/labels', value: {}}]) +\n"
-        f"  [JSONPatch{{op: 'add', path: '/metadata/labels/' + {refusal_key}, value: 'true'}}]\n"
-        ") :\n"
+        f"!variables.ok ? (\n  {_label(REFUSAL_LABEL, unless_present=False)}\n) :\n"
         "(variables.native ? (\n"
         "  (has(object.spec.initContainers) ? [] :\n"
         "    [JSONPatch{op: 'add', path: '/spec/initContainers', value: []}]) +\n"
@@ -142,7 +165,8 @@ def _patch(defaults: SidecarSpec) -> str:
         "(has(object.metadata.annotations) ? [] :\n"
         "  [JSONPatch{op: 'add', path: '/metadata/annotations', value: {}}]) +\n"
         "[JSONPatch{op: 'add', path: '/metadata/annotations/' + "
-        f"{status_key}, value: {status}}}]"
+        f"{status_key}, value: {status}}}] +\n"
+        f"(!variables.warned ? [] : (\n  {_label(WARNED_LABEL, unless_present=True)}\n))"
     )
 
 
@@ -246,11 +270,10 @@ def _binding(kind: str, name: str, match: JSONDict, **extra: Any) -> JSONDict:
     }
 
 
-def refusal_match(excluded: Collection[str]) -> JSONDict:
-    """The refusing policy's selectors: the mutating policy's, and only Pods it marked."""
+def labelled_match(excluded: Collection[str], label: str) -> JSONDict:
+    """A validating policy's selectors: the mutating policy's, and only Pods it labelled."""
     match = match_resources(excluded)
-    marked = {"key": REFUSAL_LABEL, "operator": "Exists"}
-    match["objectSelector"]["matchExpressions"].append(marked)
+    match["objectSelector"]["matchExpressions"].append({"key": label, "operator": "Exists"})
     return match
 
 
@@ -262,14 +285,14 @@ def render(defaults: SidecarSpec, policy: Policy, excluded: Collection[str]) -> 
         _binding(
             "ValidatingAdmissionPolicyBinding",
             NAME,
-            refusal_match(excluded),
+            labelled_match(excluded, REFUSAL_LABEL),
             validationActions=["Deny"],
         ),
         warnings(),
         _binding(
             "ValidatingAdmissionPolicyBinding",
             WARNINGS,
-            match_resources(excluded),
+            labelled_match(excluded, WARNED_LABEL),
             validationActions=["Warn"],
         ),
     ]

@@ -13,6 +13,11 @@ from webhook import __version__
 
 ANNOTATION_PREFIX: Final = "envoy-inject.io/"
 STATUS_ANNOTATION: Final = ANNOTATION_PREFIX + "status"
+# On a Pod whose injection came with warnings (an ignored or unknown annotation, resources
+# fitted to the namespace). Admission warnings reach only whoever created the Pod, which for a
+# Deployment's Pods is the ReplicaSet controller; the label lets the user find them:
+# kubectl get pods -A -l envoy-inject.io/warned
+WARNED_LABEL: Final = ANNOTATION_PREFIX + "warned"
 INJECT_LABEL: Final = "envoy-inject"
 CONTAINER_NAME: Final = "envoy-sidecar"
 VOLUME_NAME: Final = "envoy-config-volume"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from webhook import errors, patch, workloads
-from webhook.spec import STATUS_ANNOTATION
+from webhook.spec import STATUS_ANNOTATION, WARNED_LABEL
 
 JSONDict = dict[str, Any]
 
@@ -125,6 +125,11 @@ def strip(pod: JSONDict) -> bool:
     del meta["annotations"][STATUS_ANNOTATION]
     if not meta["annotations"]:
         del meta["annotations"]
+    labels = meta.get("labels")
+    if isinstance(labels, dict) and WARNED_LABEL in labels:  # the injection's, like the record
+        del labels[WARNED_LABEL]
+        if not labels:
+            del meta["labels"]
     if not meta:
         del pod["metadata"]
     return True

@@ -12,6 +12,7 @@ import kubernetes_validate
 
 from webhook import patch
 from webhook.patch import PatchOp
+from webhook.spec import WARNED_LABEL
 
 KUBE_VERSION: Final = "1.32"
 REPO: Final = Path(__file__).resolve().parents[2]
@@ -81,12 +82,16 @@ def _by_name(items: Any) -> dict[str, Any]:
     return {i["name"]: i for i in items or [] if isinstance(i, dict) and "name" in i}
 
 
-def check_injection_invariants(original: Mapping[str, Any], ops: Sequence[PatchOp]) -> Any:
+def check_injection_invariants(
+    original: Mapping[str, Any], ops: Sequence[PatchOp], *, warned: bool = False
+) -> Any:
     """The properties every injection keeps, independent of any golden file.
 
     Returns the patched object. Checks: only ``add`` ops; the patch applies; every container,
-    init container, volume, annotation and label the Pod had is unchanged; nothing else in the
-    object changed; the patched object is not the same as the original when ops were given.
+    init container, volume, annotation and label the Pod had is unchanged; no label is added but
+    envoy-inject.io/warned, exactly when the injection ``warned`` (and the Pod lacked it);
+    nothing else in the object changed; the patched object is not the same as the original when
+    ops were given.
     """
     assert all(op["op"] == "add" for op in ops), ops
     before = copy.deepcopy(dict(original))
@@ -101,7 +106,9 @@ def check_injection_invariants(original: Mapping[str, Any], ops: Sequence[PatchO
     for key in ("annotations", "labels"):
         for k, v in (meta_b.get(key) or {}).items():
             assert (meta_a.get(key) or {}).get(k) == v, f"{key} {k!r} was changed"
-    assert (meta_a.get("labels") or {}) == (meta_b.get("labels") or {}), "labels changed"
+    labels_b = meta_b.get("labels") or {}
+    expected = {WARNED_LABEL: "true", **labels_b} if warned and ops else labels_b
+    assert (meta_a.get("labels") or {}) == expected, "labels changed"
     untouched = {
         k: v for k, v in spec_b.items() if k not in ("containers", "initContainers", "volumes")
     }

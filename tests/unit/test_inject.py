@@ -255,3 +255,46 @@ def test_plan_runs_decide_then_resolve_then_inject() -> None:
             Policy(),
             namespace="shop",
         )
+
+
+WARNING_ANNOTATION = {"envoy-inject.io/no-such-thing": "x"}  # unknown: ignored with a warning
+
+
+@pytest.mark.parametrize(
+    "labels", [None, {"app": "web"}], ids=["no-labels-yet", "labels-of-its-own"]
+)
+def test_an_injection_with_warnings_labels_the_pod_so_the_user_can_find_it(
+    labels: dict[str, str] | None,
+) -> None:
+    pod = make_pod(annotations=WARNING_ANNOTATION)
+    if labels is None:
+        pod["metadata"].pop("labels", None)
+    else:
+        pod["metadata"]["labels"] = dict(labels)
+    result = plan(pod, SidecarSpec(), Policy(), namespace="shop")
+    assert result.warnings
+    assert "no-such-thing" in result.warnings[0]
+    after = check_injection_invariants(pod, result.ops, warned=True)
+    assert after["metadata"]["labels"] == {**(labels or {}), "envoy-inject.io/warned": "true"}
+
+
+def test_no_warning_no_label_and_a_label_already_there_is_left_as_it_is() -> None:
+    quiet = make_pod(labels={"app": "web"})
+    result = plan(quiet, SidecarSpec(), Policy(), namespace="shop")
+    assert not result.warnings
+    assert check_injection_invariants(quiet, result.ops)["metadata"]["labels"] == {"app": "web"}
+    marked = make_pod(annotations=WARNING_ANNOTATION, labels={"envoy-inject.io/warned": "yes"})
+    result = plan(marked, SidecarSpec(), Policy(), namespace="shop")
+    assert result.warnings
+    assert not any(op["path"].startswith("/metadata/labels") for op in result.ops)
+
+
+def test_the_label_goes_inside_a_workloads_template_too() -> None:
+    pod = make_pod(annotations=WARNING_ANNOTATION, labels={"app": "web"})
+    result = plan(pod, SidecarSpec(), Policy(), namespace="shop", prefix=("spec", "template"))
+    (label,) = [op for op in result.ops if "labels" in op["path"]]
+    assert label == {
+        "op": "add",
+        "path": "/spec/template/metadata/labels/envoy-inject.io~1warned",
+        "value": "true",
+    }

@@ -221,7 +221,8 @@ def test_no_annotation_can_change_privileges_or_add_volumes(key: str) -> None:
         in response["warnings"][0]
     )
     ops = json.loads(base64.b64decode(response["patch"]))
-    after = check_injection_invariants(pod, ops)
+    after = check_injection_invariants(pod, ops, warned=True)
+    assert after["metadata"]["labels"]["envoy-inject.io/warned"] == "true"
     sidecar = after["spec"]["containers"][-1]
     assert sidecar["securityContext"]["runAsUser"] == 101
     assert sidecar["securityContext"]["privileged"] is False

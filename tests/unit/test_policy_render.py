@@ -14,7 +14,7 @@ import yaml
 from tests.manifests import documents
 from tests.manifests.documents import INJECTOR
 from webhook import cel, inject, overrides, policies, render
-from webhook.spec import Policy, Resources, SidecarSpec
+from webhook.spec import WARNED_LABEL, Policy, Resources, SidecarSpec
 
 
 def rendered(defaults: SidecarSpec | None = None, policy: Policy | None = None) -> list[dict]:  # type: ignore[type-arg]
@@ -122,12 +122,17 @@ def test_only_pods_the_mutating_policy_marks_are_selected_for_refusal() -> None:
     # The mark is added exactly when the Pod is served but has a problem (not ok).
     assert "!variables.served ? [] :\n!variables.ok ? (" in patch
     assert cel.quote(policies.REFUSAL_LABEL) in patch.split(") :\n")[0]
+    # The warned label, as the webhook adds it, only to an injected Pod it warns about.
+    assert patch.split(") :\n", 1)[1].endswith(
+        f"(!variables.warned ? [] : (\n  {policies._label(WARNED_LABEL, unless_present=True)}\n))"
+    )
+    mutating = objects[1]["spec"]["matchResources"]
     deny, warn = objects[3]["spec"]["matchResources"], objects[5]["spec"]["matchResources"]
-    assert {"key": policies.REFUSAL_LABEL, "operator": "Exists"} in deny["objectSelector"][
-        "matchExpressions"
-    ]
-    # The warnings policy sees every Pod the mutating policy sees.
-    assert warn == objects[1]["spec"]["matchResources"]
+    for match, label in ((deny, policies.REFUSAL_LABEL), (warn, WARNED_LABEL)):
+        expressions = match["objectSelector"]["matchExpressions"]
+        assert expressions[-1] == {"key": label, "operator": "Exists"}
+        assert expressions[:-1] == mutating["objectSelector"]["matchExpressions"]
+        assert match["namespaceSelector"] == mutating["namespaceSelector"]
 
 
 def test_an_override_the_operator_forbids_is_refused_with_the_webhooks_words() -> None:

@@ -32,7 +32,7 @@ def test_valid_pods_are_injected_into_schema_valid_pods_or_refused_cleanly(
     if result is None:
         assert rejection.startswith(("invalid annotations:", "refused by the injector's policy:"))
         return
-    after = check_injection_invariants(pod, result.ops)
+    after = check_injection_invariants(pod, result.ops, warned=bool(result.warnings))
     validate(after)
     if result.ops:
         again = plan(after, SidecarSpec(), Policy(), namespace="shop")

@@ -175,3 +175,14 @@ def test_the_cli_keeps_untouched_documents_byte_for_byte_and_names_a_bad_one() -
         "error: document 2 (Deployment web): /spec/template: envoy-inject.io/status records "
         "containers envoy-sidecar but spec.containers has names app;"
     )
+
+
+@pytest.mark.parametrize("labels", [None, {"app": "web"}], ids=["none-before", "its-own"])
+def test_the_warned_label_goes_with_the_sidecar(labels: dict[str, str] | None) -> None:
+    pod = make_pod(annotations={"envoy-inject.io/no-such-thing": "x"})
+    pod["metadata"].pop("labels", None)
+    if labels is not None:
+        pod["metadata"]["labels"] = dict(labels)
+    injected = _injected(pod)
+    assert injected["metadata"]["labels"]["envoy-inject.io/warned"] == "true"
+    assert uninject(injected) == pod
