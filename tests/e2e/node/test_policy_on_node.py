@@ -30,10 +30,24 @@ LABELLED: Final = {"envoy-inject": "enabled"}
 WEBHOOK_PODS: Final = "app.kubernetes.io/name=envoy-injector,app.kubernetes.io/component=webhook"
 
 
+def _selector(kubectl: kube.Kubectl) -> Any:
+    hook = kubectl.json("get", "mutatingwebhookconfiguration", engine_split.WEBHOOK)
+    return hook["webhooks"][0]["namespaceSelector"]
+
+
 @pytest.fixture(scope="module")
 def policy_engine(installed: stack.Cluster) -> Iterator[stack.Cluster]:
-    with engine_split.split(installed.kubectl, ENGINE):
+    """The split for this module; afterwards the other node tests see the shipped install."""
+    kubectl = installed.kubectl
+    kinds = ",".join(engine_split.POLICY_KINDS.values())
+
+    def admission() -> tuple[Any, str]:
+        return _selector(kubectl), kubectl("get", kinds, "-o", "name").stdout
+
+    shipped = admission()
+    with engine_split.split(kubectl, ENGINE):
         yield installed
+    assert admission() == shipped
 
 
 def _bare_pod() -> dict[str, Any]:
@@ -97,9 +111,8 @@ def test_a_deployment_injected_by_the_policy_becomes_ready_and_answers_through_e
     # The webhook took no part: its configuration skips the namespace, and while its Pods log a
     # decision for every review they get (seen here for the webhook's namespace), none names
     # this one: not the Deployment's Pod, nor the dry runs above.
-    hook = kubectl.json("get", "mutatingwebhookconfiguration", engine_split.WEBHOOK)
     skip = {"key": ENGINE, "operator": "NotIn", "values": ["policy"]}
-    assert skip in hook["webhooks"][0]["namespaceSelector"]["matchExpressions"]
+    assert skip in _selector(kubectl)["matchExpressions"]
     assert _injected_on_dry_run(kubectl, by_webhook)
     kube.eventually(
         lambda: by_webhook in _decided_namespaces(kubectl),
