@@ -16,7 +16,6 @@ import argparse
 import concurrent.futures
 import datetime
 import functools
-import json
 import os
 import shlex
 import sys
@@ -33,7 +32,7 @@ import yaml
 from bench import procs, report
 from bench.engines_report import ENGINES, Run, Tally, section, splice
 from tests.support import server, tools
-from tests.support.cluster import binaries, controlplane, install, kube, record
+from tests.support.cluster import binaries, controlplane, engine_split, install, kube, record
 
 REPO: Final = Path(__file__).resolve().parents[1]
 OUTPUT: Final = REPO / "BENCHMARKS.md"
@@ -114,7 +113,8 @@ class Cluster:
         progress("installing manifests/injector and manifests/policy")
         host = install.loopback_address()
         tls = install.install(self.kubectl, host, workdir)
-        self._split_selectors()
+        # The webhook skips bench-engine=policy namespaces; the policy serves only those.
+        stack.enter_context(engine_split.split(self.kubectl, LABEL, manager="bench"))
         config = workdir / "config.yaml"
         config.write_text(self._shipped_config(), encoding="utf-8")
         self.webhook = stack.enter_context(
@@ -144,24 +144,6 @@ class Cluster:
         objects = [o for o in yaml.safe_load_all(built) if o]
         (configmap,) = [o for o in objects if o["kind"] == "ConfigMap"]
         return str(configmap["data"]["config.yaml"])
-
-    def _split_selectors(self) -> None:
-        """The webhook skips bench-engine=policy namespaces; the policy serves only those."""
-        skip = {"key": LABEL, "operator": "NotIn", "values": ["policy"]}
-        self.kubectl("patch", "mutatingwebhookconfiguration", "envoy-injector", "--type=json",
-                     "-p", json.dumps([{"op": "add", "value": skip,
-                     "path": "/webhooks/0/namespaceSelector/matchExpressions/-"}]))  # fmt: skip
-        built = self.kubectl("kustomize", str(REPO / "manifests" / "policy")).stdout
-        policies = [
-            o
-            for o in yaml.safe_load_all(built)
-            if o and o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "policy"
-        ]
-        only = {"key": LABEL, "operator": "In", "values": ["policy"]}
-        for obj in policies:
-            if obj["kind"].endswith("Binding"):
-                obj["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"].append(only)
-        self.kubectl.apply(yaml.safe_dump_all(policies), manager="bench")
 
     def _probe(self, api: httpx.Client, namespace: str, engine: str) -> bool:
         response = api.post(

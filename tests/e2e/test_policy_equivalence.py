@@ -20,18 +20,12 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.conftest import REPO, SIDECAR, WEBHOOK, Injector, containers, pod
+from tests.e2e.conftest import SIDECAR, Injector, containers, pod
 from tests.support import admission_cases, server
-from tests.support.cluster import kube
+from tests.support.cluster import engine_split, kube
 from webhook import policies
 
 ENGINE: Final = "e2e-engine"
-POLICY_KINDS: Final = {
-    "MutatingAdmissionPolicy": "mutatingadmissionpolicies",
-    "MutatingAdmissionPolicyBinding": "mutatingadmissionpolicybindings",
-    "ValidatingAdmissionPolicy": "validatingadmissionpolicies",
-    "ValidatingAdmissionPolicyBinding": "validatingadmissionpolicybindings",
-}
 # What differs by the engine's nature, not by the Pod: who refused, and how a warning is prefixed.
 _DENIED: Final = re.compile(
     r"^.*?(admission webhook \"[^\"]+\" denied the request|ValidatingAdmissionPolicy '[^']+' "
@@ -52,32 +46,8 @@ KNOWN_DIFFERENCES: Final[dict[str, str]] = {}
 def engines(installed: Injector, kubectl: kube.Kubectl) -> Iterator[None]:
     """The policies of manifests/policy, bound to e2e-engine=policy|both namespaces; the webhook
     configuration no longer serving e2e-engine=policy ones."""
-    # Only the admission policies: the rest of manifests/policy (the controller, its settings and
-    # namespace) is already there, from manifests/injector.
-    install = kubectl("kustomize", str(REPO / "manifests" / "policy")).stdout
-    built = [
-        obj
-        for obj in yaml.safe_load_all(install)
-        if obj["metadata"].get("labels", {}).get("app.kubernetes.io/component") == "policy"
-    ]
-    for obj in built:
-        if obj["kind"].endswith("Binding"):
-            selector = obj["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"]
-            selector.append({"key": ENGINE, "operator": "In", "values": ["policy", "both"]})
-    kubectl.apply(yaml.safe_dump_all(built))
-    hook = kubectl.json("get", "mutatingwebhookconfiguration", WEBHOOK)
-    expressions = hook["webhooks"][0]["namespaceSelector"]["matchExpressions"]
-    skip = {"key": ENGINE, "operator": "NotIn", "values": ["policy"]}
-    kubectl("patch", "mutatingwebhookconfiguration", WEBHOOK, "--type=json", "-p", json.dumps(
-        [{"op": "add", "path": "/webhooks/0/namespaceSelector/matchExpressions/-", "value": skip}]
-    ))  # fmt: skip
-    yield
-    last = len(expressions)
-    for obj in reversed(built):
-        kubectl("delete", POLICY_KINDS[obj["kind"]], obj["metadata"]["name"], check=False)
-    kubectl("patch", "mutatingwebhookconfiguration", WEBHOOK, "--type=json", "-p", json.dumps(
-        [{"op": "remove", "path": f"/webhooks/0/namespaceSelector/matchExpressions/{last}"}]
-    ))  # fmt: skip
+    with engine_split.split(kubectl, ENGINE, policy=("policy", "both")):
+        yield
 
 
 def dry_run(api: httpx.Client, namespace: str, obj: dict[str, Any]) -> httpx.Response:

@@ -53,14 +53,7 @@ def test_a_newly_labelled_namespace_gets_its_envoy_config_map_with_no_help(
     installed: stack.Cluster, node_namespace: Callable[..., str]
 ) -> None:
     ns = node_namespace("cfg", **LABELLED)
-    kube.eventually(
-        lambda: (
-            installed.kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode
-            == 0
-        ),
-        f"ConfigMap {ns}/envoy-config delivered by the installed controller",
-        timeout=60,
-    )
+    config_map_delivered(installed.kubectl, ns)
 
 
 @contextmanager
@@ -89,11 +82,7 @@ def test_an_unchanged_deployment_is_injected_and_answers_through_envoy(
 ) -> None:
     kubectl = installed.kubectl
     ns = node_namespace("web", **LABELLED)
-    kube.eventually(
-        lambda: kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode == 0,
-        "the namespace's Envoy ConfigMap",
-        timeout=60,
-    )
+    config_map_delivered(kubectl, ns)
     started = time.monotonic()
     create(kubectl, ns, deployment("web", text="hello from web"))
     available(kubectl, ns, "web")
@@ -101,13 +90,33 @@ def test_an_unchanged_deployment_is_injected_and_answers_through_envoy(
         f"node: injected Deployment created to Available in {time.monotonic() - started:.1f} s"
     )
     (pod,) = pods(kubectl, ns, "app=web")
+    assert_serves_through_envoy(kubectl, ns, pod, "hello from web")
+
+
+def config_map_delivered(kubectl: kube.Kubectl, namespace: str) -> None:
+    """Wait for the controller to deliver the namespace's Envoy ConfigMap."""
+    kube.eventually(
+        lambda: (
+            kubectl("-n", namespace, "get", "configmap", "envoy-config", check=False).returncode
+            == 0
+        ),
+        f"ConfigMap {namespace}/envoy-config delivered by the installed controller",
+        timeout=60,
+    )
+
+
+def assert_serves_through_envoy(
+    kubectl: kube.Kubectl, namespace: str, pod: dict[str, Any], text: str
+) -> None:
+    """The Pod has the sidecar, answers with ``text`` through Envoy on podIP:10000, and its
+    Envoy's node id (from the downward API) is the Pod's name."""
     assert SIDECAR in names(pod)[0] + names(pod)[1]
     with urllib.request.urlopen(f"http://{pod['status']['podIP']}:10000/", timeout=10) as answer:
-        assert answer.read().decode().strip() == "hello from web"
+        assert answer.read().decode().strip() == text
         assert answer.headers["server"] == "envoy"
         assert answer.headers["x-app-name"] == "http-echo"
     with (
-        port_forward(kubectl, ns, pod["metadata"]["name"], 9901) as local,
+        port_forward(kubectl, namespace, pod["metadata"]["name"], 9901) as local,
         urllib.request.urlopen(f"http://127.0.0.1:{local}/server_info", timeout=10) as info,
     ):
         server_info = json.load(info)
@@ -134,11 +143,7 @@ def test_native_sidecar_with_hold_application_starts_envoy_before_the_app(
         "envoy-inject.io/native-sidecar": "true",
         "envoy-inject.io/hold-application": "true",
     }
-    kube.eventually(
-        lambda: kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode == 0,
-        "the namespace's Envoy ConfigMap",
-        timeout=60,
-    )
+    config_map_delivered(kubectl, ns)
     create(kubectl, ns, deployment("held", text="held", annotations=annotations))
     available(kubectl, ns, "held")
     (pod,) = pods(kubectl, ns, "app=held")
@@ -158,11 +163,7 @@ def test_a_job_with_the_native_sidecar_runs_to_complete(
 ) -> None:
     kubectl = installed.kubectl
     ns = node_namespace("job", **LABELLED)
-    kube.eventually(
-        lambda: kubectl("-n", ns, "get", "configmap", "envoy-config", check=False).returncode == 0,
-        "the namespace's Envoy ConfigMap",
-        timeout=60,
-    )
+    config_map_delivered(kubectl, ns)
     # A worker that exits 0: the Envoy image's binary asked for its version.
     job = {
         "apiVersion": "batch/v1",
