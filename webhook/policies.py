@@ -7,7 +7,9 @@ reads:
   only the label envoy-inject.io/refused to a Pod the webhook would refuse;
 - ValidatingAdmissionPolicy ``envoy-injector`` (binding: Deny, only Pods with that label):
   refuses them with the webhook's message;
-- ValidatingAdmissionPolicy ``envoy-injector-warnings`` (binding: Warn): the webhook's warnings.
+- ValidatingAdmissionPolicy ``envoy-injector-warnings`` (binding: Warn, only Pods labelled
+  envoy-inject.io/warned, which the mutating policy adds as the webhook does): the webhook's
+  warnings.
 
 The bindings select what the webhook configuration selects: labelled namespaces but not the
 system ones or the excluded ones, and not Pods labelled envoy-inject=disabled. The skips that
@@ -16,7 +18,7 @@ selectors cannot express are a variable (``served``), not matchConditions.
 Why the shape: the API server converts the whole Pod for CEL once per evaluation step of each
 policy (match conditions, validations, messages, audit annotations, mutation), and that, not our
 CEL, is most of a policy's cost (profiles: BENCHMARKS.md, "Injection engines"). So no policy has
-matchConditions, and the refusing policy runs only on the Pods it refuses.
+matchConditions, and the validating policies run only on the Pods they refuse or warn about.
 """
 
 from __future__ import annotations
