@@ -41,9 +41,9 @@ from webhook.spec import (
 API_VERSION: Final = "admissionregistration.k8s.io/v1"
 # The mutating policy marks a Pod it leaves uninjected because the webhook would refuse it; only
 # such Pods are selected for the refusing policy. Every policy the API server runs on a Pod costs
-# a conversion of the whole Pod per evaluation step, so valid Pods (nearly all) skip it. The
-# label never outlives admission: every Pod that carries it is refused, since the refusing policy
-# checks the Pod itself, not the label.
+# a conversion of the whole Pod per evaluation step, so valid Pods (nearly all) skip it. A mark
+# never outlives admission: the refusing policy checks the Pod itself, not the label, and finds
+# the problem that made the mark (a valid Pod carrying the label of its own is admitted).
 REFUSAL_LABEL: Final = ANNOTATION_PREFIX + "refused"
 NAME: Final = "envoy-injector"
 WARNINGS: Final = "envoy-injector-warnings"
@@ -150,8 +150,9 @@ def _patch(defaults: SidecarSpec) -> str:
     volume = _by_overrides(cel.volume, defaults)
     status = _by_overrides(cel.status, defaults)
     status_key = f"jsonpatch.escapeKey({cel.quote(STATUS_ANNOTATION)})"
-    # Absent arrays are added empty first, then the item: a list of typed objects as a patch
-    # value panics kube-apiserver 1.36.3 (cel-go's list ConvertToNative to structpb.Value).
+    # Absent arrays are added empty first, then the item as into an existing one. (A list of
+    # typed CEL objects as a patch value panics kube-apiserver 1.36.3, in cel-go's list
+    # ConvertToNative to structpb.Value; the values are maps now, but one shape of op is simpler.)
     return (
         "!variables.served ? [] :\n"
         # A Pod the webhook would refuse is left uninjected and marked for the refusing policy.
