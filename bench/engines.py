@@ -227,7 +227,6 @@ def profile(
 ) -> None:
     """One kube-apiserver CPU profile per engine, taken while ``pods`` more Pods are created."""
     into.mkdir(parents=True, exist_ok=True)
-    seconds = 1
     with _clients(cluster.plane, clients) as pool, kube.api_client(cluster.plane) as api:
         for engine in ENGINES:
             names = [f"profile-{i}" for i in range(pods)]

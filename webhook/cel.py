@@ -436,15 +436,13 @@ def _forbidden(policy: Policy) -> list[str]:
     return found or ["[]"]
 
 
-def _all_containers() -> str:
-    return "variables.allContainers"  # see problems(): the list is built once per Pod
-
-
+# Every container of the Pod, a variable of the policies built once per Pod (see problems()).
 ALL_CONTAINERS: Final = "object.spec.containers + object.spec.?initContainers.orValue([])"
+_ALL: Final = "variables.allContainers"
 
 
 def _name_clash() -> str:
-    container_taken = f"({_all_containers()}).exists(c, c.name == {quote(CONTAINER_NAME)})"
+    container_taken = f"{_ALL}.exists(c, c.name == {quote(CONTAINER_NAME)})"
     volume_taken = f"object.spec.?volumes.orValue([]).exists(v, v.name == {quote(VOLUME_NAME)})"
     tail = (
         f" but no {STATUS_ANNOTATION} annotation; rename it, or opt out with the label "
@@ -477,10 +475,7 @@ def _port_clash() -> str:
         f"(p.containerPort == {p} || p.containerPort == {d}))"
     )
     # The messages are built only for a Pod that has a clash (few do).
-    return (
-        f"!({_all_containers()}).exists(c, {clash}) ? [] : "
-        f"({_all_containers()}).map(c, {one}).filter(m, m != '')"
-    )
+    return f"!{_ALL}.exists(c, {clash}) ? [] : {_ALL}.map(c, {one}).filter(m, m != '')"
 
 
 PORT_CLASH_ADVICE: Final = (

@@ -16,6 +16,7 @@ from typing import Any, Final
 import pytest
 import yaml
 
+from tests.e2e.conftest import pod as app_pod
 from tests.e2e.node.conftest import INJECTOR_NS, SIDECAR, deployment, pods
 from tests.e2e.node.test_install_and_pods import (
     assert_serves_through_envoy,
@@ -50,20 +51,11 @@ def policy_engine(installed: stack.Cluster) -> Iterator[stack.Cluster]:
     assert admission() == shipped
 
 
-def _bare_pod() -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "probe"},
-        "spec": {"containers": [{"name": "app", "image": "example/app:1.0"}]},
-    }
-
-
 def _injected_on_dry_run(kubectl: kube.Kubectl, namespace: str) -> bool:
     """A server-side dry run of a bare Pod gets the sidecar (admission runs; nothing is kept)."""
     result = kubectl(
         "-n", namespace, "create", "--dry-run=server", "-o", "json", "-f", "-",
-        stdin=yaml.safe_dump(_bare_pod()), check=False,
+        stdin=yaml.safe_dump(app_pod("probe")), check=False,
     )  # fmt: skip
     if result.returncode != 0:
         return False
